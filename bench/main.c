@@ -1,0 +1,44 @@
+/* coru-bench: the project's side of the peer benchmarks
+ * (/work/shared/peers/README.md). Usage: coru-bench <bench> [workers].
+ * Exit status: 0 after a RESULT line, 1 on a failed check (FAIL: ...),
+ * 2 on a bad command line. */
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+
+struct bench {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *what;
+};
+
+static const struct bench benches[] = {
+    {"switch", bench_switch, "B1: two coroutines yield 5,000,000 times each (workers=1)"},
+    {"spawn", bench_spawn, "B2: spawn and join 1,000,000 empty coroutines (workers=2)"},
+    {"skynet", bench_skynet, "B3: skynet, 1,000,000 leaves, unbuffered channels (workers=2)"},
+};
+#define NBENCHES (sizeof benches / sizeof benches[0])
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: coru-bench <bench> [workers]\nbenches:\n");
+    for (size_t i = 0; i < NBENCHES; i++) fprintf(out, "  %-10s %s\n", benches[i].name, benches[i].what);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < NBENCHES; i++) {
+        if (strcmp(argv[1], benches[i].name) == 0) return benches[i].run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "unknown bench: %s\n", argv[1]);
+    return 2;
+}

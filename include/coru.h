@@ -1,0 +1,258 @@
+/*
+ * coru.h - the whole public API of coru, an M:N work-stealing coroutine
+ * runtime for Linux built on io_uring (with an epoll fallback).
+ *
+ * Conventions (they hold for every call below):
+ *   - Errors come back as negative errno values (-EINVAL, -ENOMEM, ...);
+ *     success is 0 or a count. coru never sets errno.
+ *   - "May park" means the call can suspend the calling coroutine; its
+ *     worker thread runs other coroutines meanwhile. Calls that may park
+ *     must be made from a coroutine unless they say a plain thread may call
+ *     them; from elsewhere they return -EPERM.
+ *   - Handles (coru_t, coru_gen) are opaque.
+ *
+ * Groups: runtime (coru_run, options, stats), coroutines (spawn, join,
+ * yield), generators (coru_gen_*).
+ */
+#ifndef CORU_H
+#define CORU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(CORU_BUILDING)
+#define CORU_API __attribute__((visibility("default")))
+#else
+#define CORU_API
+#endif
+
+/* ------------------------------------------------------------------------
+ * Runtime
+ * ------------------------------------------------------------------------ */
+
+/* The function a coroutine runs. Its return value is what coru_join gives. */
+typedef void *(*coru_fn)(void *arg);
+
+/* Which I/O engine the workers sleep and do I/O in. */
+enum coru_io {
+    CORU_IO_AUTO = 0,  /* io_uring if it can be set up, else epoll. The
+                          environment variable CORU_IO=epoll|uring overrides
+                          AUTO. */
+    CORU_IO_URING = 1, /* io_uring or fail with the setup error. */
+    CORU_IO_EPOLL = 2, /* epoll + eventfd. */
+};
+
+/* Options for coru_run. Zero-initialise and set what you need; 0 means
+ * "the default" for every field. */
+struct coru_opts {
+    unsigned workers;  /* worker threads; default: CPUs this process may use
+                          (sched_getaffinity), at most 256. */
+    size_t stack_size; /* default stack size of a coroutine in bytes, rounded
+                          up to the page size; default 64 KiB, minimum 16 KiB.
+                          The environment variable CORU_STACK_SIZE (bytes)
+                          overrides the built-in default. */
+    enum coru_io io;   /* I/O engine; default CORU_IO_AUTO. */
+};
+
+/* Starts the runtime: `workers` threads, each with its own run queue and I/O
+ * ring, and runs fn(arg) as the first coroutine. The calling thread becomes
+ * worker 0. Returns once every coroutine (not just fn) has finished; none is
+ * dropped.
+ * Returns 0, or: -EINVAL (fn NULL, bad option), -EBUSY (a runtime is already
+ * running in this process, or called from a coroutine), -ENOMEM, or the
+ * I/O engine's setup error (CORU_IO_URING only: -EPERM, -ENOSYS, ...). */
+CORU_API int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts);
+
+/* Per-worker counters. Each worker writes only its own; a read while the
+ * runtime runs is a consistent-enough snapshot (each field atomic). */
+struct coru_worker_stats {
+    uint64_t switches; /* context switches into coroutines */
+    uint64_t spawns;   /* coroutines spawned from this worker */
+    uint64_t steals;   /* coroutines this worker took from other workers */
+    uint64_t parks;    /* coroutines that parked (blocked) on this worker */
+    uint64_t wakeups;  /* parked coroutines made runnable by this worker */
+    uint64_t sleeps;   /* times this worker slept in its ring/epoll wait */
+};
+
+struct coru_stats {
+    unsigned workers;                  /* workers of the current or last run */
+    const char *engine;                /* "io_uring", "epoll", or "none" */
+    struct coru_worker_stats total;    /* sum over the workers */
+    struct coru_worker_stats worker[256]; /* worker[i] for i < workers */
+};
+
+/* Fills *out with the counters of the running runtime, or of the last one
+ * that ran if none is running. Any thread may call it. Returns 0 or -EINVAL
+ * (out NULL). */
+CORU_API int coru_stats(struct coru_stats *out);
+
+/* ------------------------------------------------------------------------
+ * Coroutines
+ * ------------------------------------------------------------------------ */
+
+typedef struct coru_co coru_t;
+
+/* Per-spawn attributes; NULL or zero fields mean the defaults. */
+struct coru_attr {
+    size_t stack_size; /* bytes; 0 = the runtime's default */
+};
+
+/* Creates a coroutine running fn(arg) and makes it runnable; it may run on
+ * any worker. Returns 0 and a handle in *out that must be given to
+ * coru_join or coru_detach exactly once. Callable from any coroutine, and
+ * from a plain thread while the runtime runs.
+ * Errors: -EINVAL (fn or out NULL, stack_size above 1 GiB), -EPERM (no
+ * runtime is running), -ENOMEM (no memory for the coroutine). Never parks. */
+CORU_API int coru_spawn(coru_t **out, coru_fn fn, void *arg, const struct coru_attr *attr);
+
+/* coru_spawn without a handle: fire and forget; the result is discarded.
+ * Same errors as coru_spawn except out. Never parks. */
+CORU_API int coru_go(coru_fn fn, void *arg, const struct coru_attr *attr);
+
+/* Waits for the coroutine to finish and stores its return value in *result
+ * (if result is not NULL), then releases the handle. May park. Only from a
+ * coroutine.
+ * Errors: -EINVAL (h NULL), -EDEADLK (h is the calling coroutine; the
+ * handle stays valid), -EPERM (not called from a coroutine, or from inside
+ * a generator body; the handle stays valid). */
+CORU_API int coru_join(coru_t *h, void **result);
+
+/* Releases a handle without waiting; the coroutine runs on. Returns 0 or
+ * -EINVAL (h NULL). Never parks. */
+CORU_API int coru_detach(coru_t *h);
+
+/* Puts the calling coroutine at the back of its worker's run queue and runs
+ * the others that are ready. Returns 0, or -EPERM outside a coroutine or
+ * inside a generator body. */
+CORU_API int coru_yield(void);
+
+/* The running coroutine, or NULL in a plain thread. The pointer is only an
+ * identity (it is not a handle to join). */
+CORU_API coru_t *coru_self(void);
+
+/* A coroutine's id: unique within the process, starting at 1. coru_id(NULL)
+ * is the id of the calling coroutine, 0 in a plain thread. */
+CORU_API uint64_t coru_id(const coru_t *co);
+
+/* Index of the worker running the caller (0..workers-1), or -1 outside the
+ * runtime. A coroutine may move between workers at any park or yield. */
+CORU_API int coru_worker(void);
+
+/* ------------------------------------------------------------------------
+ * Channels
+ *
+ * A channel carries fixed-size elements (copied by value) between any
+ * coroutines on any workers. Capacity 0 is a rendezvous: a send completes
+ * only when a receiver has taken the value. Capacity N buffers N elements.
+ * FIFO per channel. Closed: receivers drain what is buffered, then get
+ * -EPIPE; senders get -EPIPE at once.
+ * Send and receive may also be called from plain threads outside the
+ * runtime (they block the thread on a futex), so threaded code can feed
+ * coroutines. Not from a generator body (-EPERM), even when the call would
+ * not block.
+ * A channel may be destroyed once no call on it is in progress: a sender
+ * whose value was received never touches the channel again.
+ * ------------------------------------------------------------------------ */
+
+typedef struct coru_chan coru_chan;
+
+/* Creates a channel of elements of elem_size bytes (1..65536) holding up to
+ * capacity elements (0: unbuffered). Returns 0 and *out, or -EINVAL
+ * (out NULL, elem_size 0 or too large, capacity above 2^31), -ENOMEM. */
+CORU_API int coru_chan_create(coru_chan **out, size_t elem_size, size_t capacity);
+
+/* Sends the elem_size bytes at elem. May park until a receiver takes it
+ * (unbuffered) or there is room (buffered); a plain thread may call it.
+ * Returns 0, or -EINVAL (ch or elem NULL), -EPIPE (the channel is closed,
+ * before or while waiting: the value was not delivered), -EPERM (in a
+ * generator body). */
+CORU_API int coru_chan_send(coru_chan *ch, const void *elem);
+
+/* Receives one element into elem (elem_size bytes). May park until one is
+ * there; a plain thread may call it. Returns 0, or -EINVAL (ch or elem
+ * NULL), -EPIPE (closed and drained), -EPERM (in a generator body). */
+CORU_API int coru_chan_recv(coru_chan *ch, void *elem);
+
+/* Closes the channel: parked receivers wake with -EPIPE once the buffer is
+ * drained, parked and later senders get -EPIPE. Any thread may call it.
+ * Returns 0, or -EINVAL (ch NULL), -EPIPE (already closed). Never parks. */
+CORU_API int coru_chan_close(coru_chan *ch);
+
+/* Frees the channel. No coroutine may be using or waiting on it. NULL is
+ * ignored. */
+CORU_API void coru_chan_destroy(coru_chan *ch);
+
+/* ------------------------------------------------------------------------
+ * Generators
+ *
+ * A generator is an asymmetric coroutine, as in Python: it runs on the
+ * thread of whoever calls coru_gen_send, inside or outside coru_run, and
+ * gives control back only at coru_gen_yield or when its function returns.
+ * States, as Python's inspect.getgeneratorstate:
+ *   CREATED   -> (send NULL)           -> RUNNING
+ *   RUNNING   -> (coru_gen_yield)      -> SUSPENDED
+ *   SUSPENDED -> (send v)              -> RUNNING
+ *   RUNNING   -> (function returns)    -> CLOSED
+ *   CREATED or SUSPENDED -> (close)    -> CLOSED
+ * A generator body must not park (coru_yield, coru_join, ... return -EPERM
+ * inside it). A generator is used by one thread at a time.
+ * ------------------------------------------------------------------------ */
+
+typedef struct coru_gen coru_gen;
+
+/* The generator's function. `arg` is coru_gen_create's arg. What it returns
+ * is the generator's return value (coru_gen_send gives it with return 0). */
+typedef void *(*coru_gen_fn)(coru_gen *g, void *arg);
+
+enum coru_gen_state {
+    CORU_GEN_CREATED = 0,
+    CORU_GEN_RUNNING = 1,
+    CORU_GEN_SUSPENDED = 2,
+    CORU_GEN_CLOSED = 3,
+};
+
+/* Creates a generator in state CREATED; nothing runs yet. stack_size 0 means
+ * the default (64 KiB or CORU_STACK_SIZE). Returns 0 and *out, or -EINVAL
+ * (out or fn NULL), -ENOMEM. */
+CORU_API int coru_gen_create(coru_gen **out, coru_gen_fn fn, void *arg, size_t stack_size);
+
+/* Resumes the generator with `value` (the first send starts it and must
+ * pass NULL) and runs it until it yields or returns.
+ * Returns 1 with the yielded value in *out, or 0 when the function returned
+ * (its return value in *out; the generator is now CLOSED). out may be NULL.
+ * Errors: -EINVAL (g NULL, or a non-NULL value sent to a CREATED generator:
+ * it stays CREATED), -EPIPE (the generator is CLOSED), -EBUSY (it is
+ * RUNNING: a send from inside itself). */
+CORU_API int coru_gen_send(coru_gen *g, void *value, void **out);
+
+/* Inside the generator body: hands `value` to the sender and suspends.
+ * Returns 0 with the next sent value in *sent (sent may be NULL), or -EPIPE
+ * when the generator is being closed: the body must then clean up and
+ * return without yielding again. Errors: -EINVAL (g NULL), -EPERM (g is not
+ * the generator running on this thread). */
+CORU_API int coru_gen_yield(coru_gen *g, void *value, void **sent);
+
+/* Closes the generator. CREATED: it becomes CLOSED without running.
+ * SUSPENDED: its pending coru_gen_yield returns -EPIPE and it runs until
+ * its function returns. CLOSED: nothing happens.
+ * Returns 0, or -EINVAL (g NULL), -EBUSY (RUNNING), -EPROTO (the body
+ * yielded again instead of returning, as Python's "generator ignored
+ * GeneratorExit"; it is SUSPENDED and a later close retries). */
+CORU_API int coru_gen_close(coru_gen *g);
+
+/* Current state; CORU_GEN_CLOSED for NULL. */
+CORU_API enum coru_gen_state coru_gen_state(const coru_gen *g);
+
+/* Closes (as coru_gen_close) and frees the generator. If the body refuses
+ * to finish (-EPROTO), its stack is freed without running it further. NULL
+ * is ignored. Must not be called from inside the generator itself. */
+CORU_API void coru_gen_destroy(coru_gen *g);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CORU_H */

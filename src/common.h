@@ -1,0 +1,47 @@
+/* Internal helpers shared by every module: export macro, branch hints,
+ * sanitizer detection and the "broken invariant" abort. Never installed. */
+#ifndef CORU_COMMON_H
+#define CORU_COMMON_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#define CORU_CACHELINE 64
+#define CORU_ALIGNED_CL __attribute__((aligned(CORU_CACHELINE)))
+
+/* Sanitizer detection, for gcc (__SANITIZE_*__) and clang (__has_feature). */
+#if defined(__SANITIZE_ADDRESS__)
+#define CORU_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define CORU_TSAN 1
+#endif
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#undef CORU_ASAN
+#define CORU_ASAN 1
+#endif
+#if __has_feature(thread_sanitizer)
+#undef CORU_TSAN
+#define CORU_TSAN 1
+#endif
+#endif
+
+/* coru__panic: a broken internal invariant or an unrecoverable condition.
+ * Prints "coru: <func>: <message>" to stderr with write(2) only and aborts.
+ * Async-signal-safe. */
+__attribute__((noreturn, format(printf, 2, 3))) void coru__panic(const char *func, const char *fmt, ...);
+#define CORU_PANIC(...) coru__panic(__func__, __VA_ARGS__)
+#define CORU_ASSERT(cond)                                                     \
+    do {                                                                      \
+        if (unlikely(!(cond))) CORU_PANIC("invariant failed: %s", #cond);     \
+    } while (0)
+
+/* Monotonic clock in nanoseconds. */
+int64_t coru__now_ns(void);
+
+#endif

@@ -1,0 +1,155 @@
+/* Coroutines: spawn, join, detach, identity, and the end of a coroutine's
+ * life.
+ *
+ * Invariants:
+ *   - refs counts the owners of the struct: the coroutine itself until it
+ *     has finished switching out for the last time, plus the handle until
+ *     coru_join or coru_detach. The last one frees it.
+ *   - joiner goes NULL -> (joining coroutine) -> JOIN_DONE, or NULL ->
+ *     JOIN_DONE. The coroutine writes `result` before its exchange to
+ *     JOIN_DONE (release), and the joiner reads it only after seeing
+ *     JOIN_DONE (acquire) or being woken by that exchange's owner, so the
+ *     result is never read early. Exactly one side wakes: the exit path
+ *     wakes the joiner it swapped out; a joiner that finds JOIN_DONE
+ *     never parks.
+ *   - A coroutine gets its stack on its first run (sched.c), so spawning
+ *     costs one small allocation and a queue push, and a million spawned
+ *     but not yet started coroutines cost no stack memory.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sched/sched.h"
+
+#define JOIN_DONE ((struct coru_co *)(uintptr_t)1)
+
+void coru__schedule_new(struct coru_co *co);
+void coru__live_add(void);
+int coru__running(void);
+void coru__exit_switch(void);
+void coru__co_entry(void *p);
+void coru__co_finished(struct coru__worker *w, struct coru_co *co);
+
+static _Atomic uint64_t next_id = 1;
+
+uint64_t coru__next_id(void);
+uint64_t coru__next_id(void)
+{
+    return atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed); /* only uniqueness matters */
+}
+
+int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_attr *attr, int refs)
+{
+    size_t ss = attr ? attr->stack_size : 0;
+    if (!fn || ss > ((size_t)1 << 30)) return -EINVAL;
+    struct coru_co *co = malloc(sizeof *co);
+    if (!co) return -ENOMEM;
+    memset(&co->ctx, 0, sizeof co->ctx);
+    co->stack = NULL;
+    co->fn = fn;
+    co->arg = arg;
+    co->result = NULL;
+    co->id = coru__next_id();
+    co->stack_size = ss;
+    atomic_init(&co->pstate, CO_RUNNING);
+    atomic_init(&co->joiner, NULL);
+    atomic_init(&co->refs, refs);
+    co->next = NULL;
+    co->wake_code = 0;
+    co->wait_data = NULL;
+    if (out) *out = co;
+    coru__live_add();
+    coru__schedule_new(co);
+    return 0;
+}
+
+int coru_spawn(coru_t **out, coru_fn fn, void *arg, const struct coru_attr *attr)
+{
+    if (!out || !fn) return -EINVAL;
+    if (!coru__running()) return -EPERM;
+    return coru__spawn(out, fn, arg, attr, 2);
+}
+
+int coru_go(coru_fn fn, void *arg, const struct coru_attr *attr)
+{
+    if (!fn) return -EINVAL;
+    if (!coru__running()) return -EPERM;
+    return coru__spawn(NULL, fn, arg, attr, 1);
+}
+
+static void co_unref(struct coru_co *co)
+{
+    /* acq_rel: the last owner sees every write of the others before free */
+    if (atomic_fetch_sub_explicit(&co->refs, 1, memory_order_acq_rel) == 1) free(co);
+}
+
+void coru__co_entry(void *p)
+{
+    struct coru_co *co = p;
+    void *r = co->fn(co->arg);
+    co->result = r;
+    /* acq_rel: release publishes result to the joiner (pairs with the
+     * acquire in coru_join); acquire makes the joiner's PARKING store,
+     * published by its release CAS, visible before coru__ready. */
+    struct coru_co *j = atomic_exchange_explicit(&co->joiner, JOIN_DONE, memory_order_acq_rel);
+    if (j) coru__ready(j);
+    coru__exit_switch();
+}
+
+/* On the scheduler context after the coroutine's last switch out (w may
+ * be NULL when a run is abandoned before it started). */
+void coru__co_finished(struct coru__worker *w, struct coru_co *co)
+{
+    if (co->stack) {
+        coru__ctx_release(&co->ctx);
+        co->stack->owner_id = 0;
+        coru__stack_free(w ? &w->pool : NULL, co->stack);
+        co->stack = NULL;
+    }
+    co_unref(co);
+}
+
+int coru_join(coru_t *h, void **result)
+{
+    if (!h) return -EINVAL;
+    int rc = coru__can_park();
+    if (rc) return rc;
+    struct coru_co *self = coru__co_self();
+    if (h == self) return -EDEADLK;
+    struct coru_co *j = atomic_load_explicit(&h->joiner, memory_order_acquire); /* pairs with the exit exchange */
+    if (j != JOIN_DONE) {
+        coru__park_prepare(self);
+        struct coru_co *expect = NULL;
+        /* release: publishes our PARKING state to the exit path; acquire
+         * on failure: pairs with the exit exchange (result visible). */
+        if (atomic_compare_exchange_strong_explicit(&h->joiner, &expect, self, memory_order_acq_rel,
+                                                    memory_order_acquire)) {
+            coru__park();
+        } else {
+            coru__park_cancel(self);
+            if (expect != JOIN_DONE) return -EINVAL; /* another coroutine joins it */
+        }
+    }
+    if (result) *result = h->result;
+    co_unref(h);
+    return 0;
+}
+
+int coru_detach(coru_t *h)
+{
+    if (!h) return -EINVAL;
+    co_unref(h);
+    return 0;
+}
+
+coru_t *coru_self(void)
+{
+    return coru__co_self();
+}
+
+uint64_t coru_id(const coru_t *co)
+{
+    if (!co) co = coru__co_self();
+    return co ? co->id : 0;
+}

@@ -1,0 +1,683 @@
+/* The M:N scheduler: workers, run queues, stealing, idling and waking.
+ *
+ * Invariants:
+ *   - A runnable coroutine is in exactly one place: a worker's run-next
+ *     slot (`lifo`, owner only), a worker's deque, or the global queue.
+ *     It is taken from there by exactly one worker (deque grab is a CAS;
+ *     the global queue is under gq_lock).
+ *   - A coroutine is enqueued by its own worker only after it switched
+ *     out (the post-switch actions in run_one), or by a waker after the
+ *     park was committed (see sched.h), so no two threads ever run it.
+ *   - rt.live counts coroutines spawned and not finished; when it drops
+ *     to 0 the run stops, and not before: no coroutine is dropped.
+ *
+ * Ownership map:
+ *   rt.gq_*          gq_lock
+ *   rt.idle_head, worker.idle_listed, worker.idle_next      idle_lock
+ *   rt.nidle         written under idle_lock, read anywhere (seq_cst)
+ *   rt.nspinning     any thread, seq_cst RMW
+ *   worker.*         its own thread, except dq (grab: anyone) and st
+ *                    (read: anyone)
+ *
+ * Idling (no lost wake-up). A worker out of work first spins (steals,
+ * polls the global queue) if fewer than half the busy workers already
+ * spin; then it goes idle:
+ *   I1. lists itself idle and nidle++ (under idle_lock),
+ *   I2. if it was spinning, nspinning-- (seq_cst),
+ *   I3. seq_cst fence, then checks every queue once more,
+ *   I4. sleeps in its engine until a waker unlists it.
+ * Whoever makes work runnable where another worker could take it:
+ *   S1. publishes it (deque push or global queue),
+ *   S2. seq_cst fence, then reads nidle and nspinning,
+ *   S3. if nidle > 0 and nspinning == 0, claims the one spinner slot
+ *       (CAS nspinning 0 -> 1), unlists an idle worker and wakes it.
+ * The fences order I1/I2 before I3's loads and S1 before S2's loads, so
+ * either I3 sees the work or S2 sees the idle worker with no spinner. A
+ * woken worker starts spinning (the waker counted it); a spinner that
+ * finds work stops spinning and, if it was the last, wakes another
+ * (S3), so bursts fan out one worker at a time, never a thundering herd.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/engine.h"
+#include "sched/sched.h"
+
+#define DEQUE_CAP 256
+#define GQ_POLL_INTERVAL 61 /* ticks between global queue checks */
+#define LIFO_MAX_STREAK 3   /* run-next uses in a row before the deque */
+#define SPIN_ROUNDS 4
+
+enum { POST_NONE = 0, POST_YIELD, POST_PARK, POST_EXIT };
+
+static struct {
+    _Atomic int state; /* 0 idle, 1 running */
+    unsigned n;
+    struct coru__worker *w;
+
+    pthread_mutex_t gq_lock;
+    struct coru_co *gq_head, *gq_tail;
+    _Atomic size_t gq_len; /* written under gq_lock; read racily as a hint */
+
+    pthread_mutex_t idle_lock;
+    struct coru__worker *idle_head;
+    _Atomic unsigned nidle;
+    _Atomic unsigned nspinning;
+
+    _Atomic uint64_t live;
+    _Atomic bool stop;
+    _Atomic int start_err;
+    pthread_barrier_t start_bar, stop_bar;
+
+    pthread_mutex_t stats_lock; /* guards w[] lifetime against coru_stats */
+    struct coru_stats last;
+} rt = {
+    .gq_lock = PTHREAD_MUTEX_INITIALIZER,
+    .idle_lock = PTHREAD_MUTEX_INITIALIZER,
+    .stats_lock = PTHREAD_MUTEX_INITIALIZER,
+    .last = {.engine = "none"},
+};
+
+static __thread struct coru__worker *tls_w __attribute__((tls_model("initial-exec")));
+
+/* Coroutines migrate between threads, so a TLS address must never be
+ * reused across a switch. These accessors are out of line and opaque
+ * (the empty asm makes them impure), so every call reads the TLS of the
+ * thread it runs on. */
+__attribute__((noinline)) struct coru__worker *coru__worker_self(void)
+{
+    struct coru__worker *w = tls_w;
+    __asm__ volatile("" ::: "memory");
+    return w;
+}
+
+__attribute__((noinline)) struct coru_co *coru__co_self(void)
+{
+    struct coru__worker *w = tls_w;
+    __asm__ volatile("" ::: "memory");
+    return w ? w->cur : NULL;
+}
+
+int coru__can_park(void)
+{
+    if (!coru__co_self() || coru__gen_depth > 0) return -EPERM;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- queues */
+
+static void push_local(struct coru__worker *w, struct coru_co *co);
+
+/* Global queue; any thread. */
+static void gq_push_list(struct coru_co *head, struct coru_co *tail, size_t n)
+{
+    tail->next = NULL;
+    pthread_mutex_lock(&rt.gq_lock);
+    if (rt.gq_tail)
+        rt.gq_tail->next = head;
+    else
+        rt.gq_head = head;
+    rt.gq_tail = tail;
+    /* relaxed: the hint is read racily; the mutex orders the list itself */
+    atomic_store_explicit(&rt.gq_len, rt.gq_len + n, memory_order_relaxed);
+    pthread_mutex_unlock(&rt.gq_lock);
+}
+
+/* Takes a fair share of the global queue: returns one coroutine to run and
+ * moves up to a batch more into w's deque. Worker only. */
+static struct coru_co *gq_take(struct coru__worker *w)
+{
+    if (atomic_load_explicit(&rt.gq_len, memory_order_relaxed) == 0) return NULL;
+    pthread_mutex_lock(&rt.gq_lock);
+    size_t len = atomic_load_explicit(&rt.gq_len, memory_order_relaxed);
+    if (len == 0) {
+        pthread_mutex_unlock(&rt.gq_lock);
+        return NULL;
+    }
+    size_t n = len / rt.n + 1;
+    if (n > DEQUE_CAP / 2) n = DEQUE_CAP / 2;
+    size_t room = DEQUE_CAP - coru__deque_size(&w->dq); /* owner: exact */
+    if (n > room + 1) n = room + 1; /* one is returned, the rest pushed */
+    if (n > len) n = len;
+    struct coru_co *first = rt.gq_head, *co = first;
+    for (size_t i = 1; i < n; i++) co = co->next;
+    rt.gq_head = co->next;
+    if (!rt.gq_head) rt.gq_tail = NULL;
+    atomic_store_explicit(&rt.gq_len, len - n, memory_order_relaxed);
+    pthread_mutex_unlock(&rt.gq_lock);
+    co->next = NULL;
+    struct coru_co *rest = first->next;
+    while (rest) {
+        struct coru_co *nx = rest->next;
+        push_local(w, rest);
+        rest = nx;
+    }
+    return first;
+}
+
+/* Pushes onto w's deque; when full, moves half of it plus co to the
+ * global queue (Go's runqputslow). Owner only. */
+static void push_local(struct coru__worker *w, struct coru_co *co)
+{
+    if (likely(coru__deque_push(&w->dq, co))) return;
+    void *batch[DEQUE_CAP / 2];
+    size_t n = coru__deque_grab(&w->dq, batch, DEQUE_CAP / 2);
+    struct coru_co *head = co, *tail = co;
+    for (size_t i = n; i > 0; i--) {
+        struct coru_co *b = batch[i - 1];
+        b->next = head;
+        head = b;
+    }
+    gq_push_list(head, tail, n + 1);
+}
+
+/* ---------------------------------------------------------------- waking */
+
+/* S2-S3 of the idling protocol: wake one idle worker if nobody spins. */
+static void notify(void)
+{
+    atomic_thread_fence(memory_order_seq_cst); /* S2: orders the publish (S1)
+                                                  before the loads below;
+                                                  pairs with the fence in I3 */
+    if (atomic_load_explicit(&rt.nidle, memory_order_relaxed) == 0) return;
+    if (atomic_load_explicit(&rt.nspinning, memory_order_relaxed) != 0) return;
+    unsigned zero = 0;
+    if (!atomic_compare_exchange_strong_explicit(&rt.nspinning, &zero, 1, memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return; /* someone else is already searching */
+    pthread_mutex_lock(&rt.idle_lock);
+    struct coru__worker *t = rt.idle_head;
+    if (t) {
+        rt.idle_head = t->idle_next;
+        t->idle_listed = false;
+        atomic_fetch_sub_explicit(&rt.nidle, 1, memory_order_seq_cst);
+        /* Wake under the lock: t cannot leave its wait (it re-checks
+         * idle_listed under this lock) and so cannot destroy its engine
+         * before this wake is posted. */
+        coru__engine_wake(t->eng);
+    }
+    pthread_mutex_unlock(&rt.idle_lock);
+    if (!t) atomic_fetch_sub_explicit(&rt.nspinning, 1, memory_order_seq_cst);
+}
+
+static void stop_spinning(struct coru__worker *w)
+{
+    w->spinning = false;
+    /* seq_cst: part of the idling protocol; if we were the last spinner,
+     * hand the search on (there may be more work than we took). */
+    if (atomic_fetch_sub_explicit(&rt.nspinning, 1, memory_order_seq_cst) == 1) notify();
+}
+
+static void stop_all(void)
+{
+    atomic_store_explicit(&rt.stop, true, memory_order_seq_cst); /* read by
+        every worker before and after it sleeps (under idle_lock) */
+    pthread_mutex_lock(&rt.idle_lock);
+    for (struct coru__worker *t = rt.idle_head; t; t = t->idle_next) {
+        t->idle_listed = false;
+        coru__engine_wake(t->eng);
+    }
+    rt.idle_head = NULL;
+    atomic_store_explicit(&rt.nidle, 0, memory_order_seq_cst);
+    pthread_mutex_unlock(&rt.idle_lock);
+}
+
+/* Makes co runnable on the calling worker next (run-next slot). The
+ * coroutine it displaces becomes stealable, so others may be woken. */
+static void schedule_next(struct coru__worker *w, struct coru_co *co)
+{
+    struct coru_co *prev = w->lifo;
+    w->lifo = co;
+    if (prev) {
+        push_local(w, prev);
+        notify();
+    }
+}
+
+void coru__ready(struct coru_co *co)
+{
+    /* acq_rel: release publishes what the waker wrote (wake_code, a value)
+     * to the coroutine; acquire pairs with the commit CAS in run_one, so
+     * the saved registers are visible before we enqueue co. */
+    int old = atomic_exchange_explicit(&co->pstate, CO_WOKEN, memory_order_acq_rel);
+    if (old == CO_PARKING) return; /* run_one's commit will fail and requeue */
+    if (unlikely(old != CO_PARKED))
+        CORU_PANIC("coroutine %llu woken while not parked (state %d)", (unsigned long long)co->id, old);
+    struct coru__worker *w = coru__worker_self();
+    if (w) {
+        coru__stat_inc(&w->st.wakeups);
+        schedule_next(w, co);
+    } else {
+        gq_push_list(co, co, 1);
+        notify();
+    }
+}
+
+void coru__schedule_new(struct coru_co *co);
+void coru__schedule_new(struct coru_co *co)
+{
+    struct coru__worker *w = coru__worker_self();
+    if (w) {
+        coru__stat_inc(&w->st.spawns);
+        push_local(w, co);
+    } else {
+        gq_push_list(co, co, 1);
+    }
+    notify();
+}
+
+/* ---------------------------------------------------------------- finding work */
+
+static inline uint32_t rnd(struct coru__worker *w)
+{
+    uint32_t x = w->rng; /* xorshift32 */
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return w->rng = x;
+}
+
+static struct coru_co *take_local(struct coru__worker *w)
+{
+    if (w->lifo) {
+        if (w->lifo_streak < LIFO_MAX_STREAK || coru__deque_size(&w->dq) == 0) {
+            struct coru_co *co = w->lifo;
+            w->lifo = NULL;
+            w->lifo_streak++;
+            return co;
+        }
+        /* Two coroutines waking each other must not starve the queue. */
+        push_local(w, w->lifo);
+        w->lifo = NULL;
+    }
+    w->lifo_streak = 0;
+    void *co;
+    return coru__deque_grab(&w->dq, &co, 1) ? co : NULL;
+}
+
+/* Steals half of a random victim's deque. */
+static struct coru_co *steal(struct coru__worker *w)
+{
+    unsigned n = rt.n;
+    if (n < 2) return NULL;
+    unsigned start = rnd(w) % n;
+    void *buf[DEQUE_CAP / 2];
+    for (unsigned i = 0; i < n; i++) {
+        struct coru__worker *v = &rt.w[(start + i) % n];
+        if (v == w) continue;
+        size_t got = coru__deque_grab(&v->dq, buf, DEQUE_CAP / 2);
+        if (!got) continue;
+        for (size_t k = 1; k < got; k++)
+            if (!coru__deque_push(&w->dq, buf[k])) CORU_PANIC("own deque full while stealing");
+        atomic_store_explicit(&w->st.steals,
+                              atomic_load_explicit(&w->st.steals, memory_order_relaxed) + got,
+                              memory_order_relaxed);
+        return buf[0];
+    }
+    return NULL;
+}
+
+static bool any_work(void)
+{
+    if (atomic_load_explicit(&rt.gq_len, memory_order_relaxed)) return true;
+    for (unsigned i = 0; i < rt.n; i++)
+        if (coru__deque_size(&rt.w[i].dq)) return true;
+    return false;
+}
+
+/* I1-I4 of the idling protocol. Returns when there may be work: either a
+ * waker unlisted us (and counted us as spinning), or the re-check in I3
+ * found work, or the run is stopping. On return the worker spins. */
+static void go_idle(struct coru__worker *w)
+{
+    pthread_mutex_lock(&rt.idle_lock);
+    w->idle_listed = true;
+    w->idle_next = rt.idle_head;
+    rt.idle_head = w;
+    atomic_fetch_add_explicit(&rt.nidle, 1, memory_order_seq_cst); /* I1 */
+    pthread_mutex_unlock(&rt.idle_lock);
+    if (w->spinning) {
+        w->spinning = false;
+        atomic_fetch_sub_explicit(&rt.nspinning, 1, memory_order_seq_cst); /* I2 */
+    }
+    atomic_thread_fence(memory_order_seq_cst); /* I3: pairs with S2 in notify */
+    if (any_work() || atomic_load_explicit(&rt.stop, memory_order_seq_cst)) {
+        pthread_mutex_lock(&rt.idle_lock);
+        bool listed = w->idle_listed;
+        if (listed) {
+            struct coru__worker **pp = &rt.idle_head;
+            while (*pp != w) pp = &(*pp)->idle_next;
+            *pp = w->idle_next;
+            w->idle_listed = false;
+            atomic_fetch_sub_explicit(&rt.nidle, 1, memory_order_seq_cst);
+        }
+        pthread_mutex_unlock(&rt.idle_lock);
+        /* Unlisted by ourselves: count ourselves as spinning. Unlisted by
+         * a notify: it already counted us (its wake-up stays pending in
+         * our engine and only shortens our next sleep). */
+        if (listed) atomic_fetch_add_explicit(&rt.nspinning, 1, memory_order_seq_cst);
+        w->spinning = true;
+        return;
+    }
+    for (;;) {
+        coru__stat_inc(&w->st.sleeps);
+        int rc = coru__engine_wait(w->eng, -1); /* I4 */
+        if (rc < 0) CORU_PANIC("engine wait failed: %d", rc);
+        pthread_mutex_lock(&rt.idle_lock);
+        bool listed = w->idle_listed;
+        pthread_mutex_unlock(&rt.idle_lock);
+        if (!listed) {
+            w->spinning = true; /* counted by the notify that unlisted us */
+            return;
+        }
+        /* Still listed: a stale wake-up from an earlier round. */
+    }
+}
+
+/* Finds the next coroutine to run; NULL when the run is over. */
+static struct coru_co *find_work(struct coru__worker *w)
+{
+    for (;;) {
+        w->tick++;
+        struct coru_co *co;
+        if (w->tick % GQ_POLL_INTERVAL == 0 && (co = gq_take(w))) goto found;
+        if ((co = take_local(w))) goto found;
+        if ((co = gq_take(w))) goto found;
+        if (atomic_load_explicit(&rt.stop, memory_order_relaxed)) return NULL;
+
+        if (!w->spinning) {
+            unsigned spin = atomic_load_explicit(&rt.nspinning, memory_order_relaxed);
+            unsigned busy = rt.n - atomic_load_explicit(&rt.nidle, memory_order_relaxed);
+            if (2 * spin < busy) {
+                w->spinning = true;
+                atomic_fetch_add_explicit(&rt.nspinning, 1, memory_order_seq_cst);
+            }
+        }
+        if (w->spinning) {
+            for (int i = 0; i < SPIN_ROUNDS; i++) {
+                if ((co = steal(w)) || (co = gq_take(w))) goto found;
+#if defined(__x86_64__)
+                __builtin_ia32_pause();
+#elif defined(__aarch64__)
+                __asm__ volatile("yield");
+#endif
+            }
+        }
+        go_idle(w);
+        continue;
+    found:
+        if (w->spinning) stop_spinning(w);
+        return co;
+    }
+}
+
+/* ---------------------------------------------------------------- running */
+
+void coru__co_entry(void *p);
+void coru__co_finished(struct coru__worker *w, struct coru_co *co);
+
+static void run_one(struct coru__worker *w, struct coru_co *co)
+{
+    if (!co->stack) {
+        int rc = coru__stack_alloc(&w->pool, co->stack_size, &co->stack);
+        if (rc) CORU_PANIC("no memory for the stack of coroutine %llu (%zu bytes): %d",
+                           (unsigned long long)co->id, coru__stack_round(co->stack_size), rc);
+        co->stack->owner_id = co->id;
+        coru__ctx_make(&co->ctx, co->stack, coru__co_entry, co);
+    }
+    /* relaxed: we own co (taken from a queue with acquire) */
+    atomic_store_explicit(&co->pstate, CO_RUNNING, memory_order_relaxed);
+    w->cur = co;
+    w->post = POST_NONE;
+    coru__stat_inc(&w->st.switches);
+    coru__ctx_switch(w->sched_ctx, &co->ctx);
+    w->cur = NULL;
+    switch (w->post) {
+    case POST_YIELD:
+        push_local(w, co);
+        break;
+    case POST_PARK: {
+        coru__stat_inc(&w->st.parks);
+        int expect = CO_PARKING;
+        /* Step 4: commit. release publishes the saved context to the
+         * waker (pairs with the acquire of its exchange); on failure,
+         * acquire pairs with the waker's release. */
+        if (!atomic_compare_exchange_strong_explicit(&co->pstate, &expect, CO_PARKED,
+                                                     memory_order_acq_rel, memory_order_acquire)) {
+            if (expect != CO_WOKEN) CORU_PANIC("bad park state %d", expect);
+            coru__stat_inc(&w->st.wakeups);
+            schedule_next(w, co);
+        }
+        break;
+    }
+    case POST_EXIT:
+        coru__co_finished(w, co);
+        /* acq_rel: the last finisher sees every other's effects */
+        if (atomic_fetch_sub_explicit(&rt.live, 1, memory_order_acq_rel) == 1) stop_all();
+        break;
+    default:
+        CORU_PANIC("coroutine %llu switched out without a reason", (unsigned long long)co->id);
+    }
+}
+
+/* Called on a coroutine: switch to the scheduler with a post action. */
+static void to_scheduler(int post)
+{
+    struct coru__worker *w = coru__worker_self();
+    struct coru_co *co = w->cur;
+    w->post = post;
+    coru__ctx_switch(&co->ctx, w->sched_ctx);
+}
+
+void coru__park(void)
+{
+    to_scheduler(POST_PARK);
+}
+
+void coru__exit_switch(void);
+void coru__exit_switch(void)
+{
+    struct coru__worker *w = coru__worker_self();
+    w->post = POST_EXIT;
+    coru__ctx_switch_final(&w->cur->ctx, w->sched_ctx);
+}
+
+int coru_yield(void)
+{
+    int rc = coru__can_park();
+    if (rc) return rc;
+    to_scheduler(POST_YIELD);
+    return 0;
+}
+
+int coru_worker(void)
+{
+    struct coru__worker *w = coru__worker_self();
+    return w ? (int)w->id : -1;
+}
+
+void coru__live_add(void);
+void coru__live_add(void)
+{
+    atomic_fetch_add_explicit(&rt.live, 1, memory_order_relaxed); /* the
+        spawner is itself live (or it is coru_run before the start), so
+        this can never race with the count reaching 0 */
+}
+
+int coru__running(void);
+int coru__running(void)
+{
+    return atomic_load_explicit(&rt.state, memory_order_acquire) == 1 &&
+           !atomic_load_explicit(&rt.stop, memory_order_acquire);
+}
+
+/* ---------------------------------------------------------------- workers */
+
+static void *worker_main(void *p)
+{
+    struct coru__worker *w = p;
+    tls_w = w;
+    int rc = coru__stack_thread_init();
+    if (!rc) rc = coru__engine_create(&w->eng);
+    if (rc) {
+        int z = 0;
+        atomic_compare_exchange_strong(&rt.start_err, &z, rc);
+    }
+    w->sched_ctx = coru__ctx_thread();
+    pthread_barrier_wait(&rt.start_bar);
+    if (!atomic_load(&rt.start_err)) {
+        struct coru_co *co;
+        while ((co = find_work(w))) run_one(w, co);
+    }
+    /* All workers agree the run is over before any engine goes away, so
+     * no wake can target a destroyed engine. */
+    pthread_barrier_wait(&rt.stop_bar);
+    if (w->eng) coru__engine_destroy(w->eng);
+    w->eng = NULL;
+    coru__stack_pool_fini(&w->pool);
+    coru__stack_thread_fini();
+    tls_w = NULL;
+    return NULL;
+}
+
+static unsigned default_workers(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int c = CPU_COUNT(&set);
+        if (c > 0) return (unsigned)c;
+    }
+    return 1;
+}
+
+static void snapshot_stats(struct coru_stats *s)
+{
+    memset(&s->total, 0, sizeof s->total);
+    for (unsigned i = 0; i < rt.n; i++) {
+        struct coru__worker *w = &rt.w[i];
+        struct coru_worker_stats *o = &s->worker[i];
+        o->switches = atomic_load_explicit(&w->st.switches, memory_order_relaxed);
+        o->spawns = atomic_load_explicit(&w->st.spawns, memory_order_relaxed);
+        o->steals = atomic_load_explicit(&w->st.steals, memory_order_relaxed);
+        o->parks = atomic_load_explicit(&w->st.parks, memory_order_relaxed);
+        o->wakeups = atomic_load_explicit(&w->st.wakeups, memory_order_relaxed);
+        o->sleeps = atomic_load_explicit(&w->st.sleeps, memory_order_relaxed);
+        s->total.switches += o->switches;
+        s->total.spawns += o->spawns;
+        s->total.steals += o->steals;
+        s->total.parks += o->parks;
+        s->total.wakeups += o->wakeups;
+        s->total.sleeps += o->sleeps;
+    }
+}
+
+int coru_stats(struct coru_stats *out)
+{
+    if (!out) return -EINVAL;
+    pthread_mutex_lock(&rt.stats_lock);
+    if (rt.w) {
+        out->workers = rt.n;
+        out->engine = coru__engine_name(coru__engine_kind());
+        snapshot_stats(out);
+    } else {
+        *out = rt.last;
+    }
+    pthread_mutex_unlock(&rt.stats_lock);
+    return 0;
+}
+
+int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
+{
+    struct coru_opts o = {0};
+    if (opts) o = *opts;
+    if (!fn || o.workers > 256 || o.io > CORU_IO_EPOLL) return -EINVAL;
+    if (o.stack_size > ((size_t)1 << 30)) return -EINVAL;
+    if (coru__worker_self()) return -EBUSY;
+    int idle = 0;
+    if (!atomic_compare_exchange_strong(&rt.state, &idle, 1)) return -EBUSY;
+
+    unsigned n = o.workers ? o.workers : default_workers();
+    if (n > 256) n = 256;
+    int rc = coru__engine_select((int)o.io);
+    if (rc < 0) goto out_state;
+    coru__stack_set_default(o.stack_size);
+
+    struct coru__worker *ws = aligned_alloc(CORU_CACHELINE, sizeof *ws * n);
+    if (!ws) {
+        rc = -ENOMEM;
+        goto out_state;
+    }
+    memset(ws, 0, sizeof *ws * n);
+    for (unsigned i = 0; i < n; i++) {
+        ws[i].id = i;
+        ws[i].rng = 0x9e3779b9u * (i + 1) ^ (uint32_t)coru__now_ns();
+        if (!ws[i].rng) ws[i].rng = 1;
+        coru__stack_pool_init(&ws[i].pool);
+        if (coru__deque_init(&ws[i].dq, DEQUE_CAP)) {
+            for (unsigned k = 0; k < i; k++) coru__deque_fini(&ws[k].dq);
+            free(ws);
+            rc = -ENOMEM;
+            goto out_state;
+        }
+    }
+    pthread_mutex_lock(&rt.stats_lock);
+    rt.n = n;
+    rt.w = ws;
+    pthread_mutex_unlock(&rt.stats_lock);
+    rt.gq_head = rt.gq_tail = NULL;
+    atomic_store(&rt.gq_len, 0);
+    rt.idle_head = NULL;
+    atomic_store(&rt.nidle, 0);
+    atomic_store(&rt.nspinning, 0);
+    atomic_store(&rt.live, 0);
+    atomic_store(&rt.stop, false);
+    atomic_store(&rt.start_err, 0);
+    pthread_barrier_init(&rt.start_bar, NULL, n);
+    pthread_barrier_init(&rt.stop_bar, NULL, n);
+
+    struct coru_co *main_co;
+    rc = coru__spawn(&main_co, fn, arg, NULL, 1);
+    if (rc) {
+        atomic_store(&rt.stop, true);
+    }
+    unsigned started = 1;
+    for (unsigned i = 1; i < n && !rc; i++) {
+        if (pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]) != 0) {
+            /* Cannot start all workers: run with those we have would
+             * break the barrier count; give up cleanly. */
+            CORU_PANIC("pthread_create failed for worker %u", i);
+        }
+        started++;
+    }
+    if (!rc) {
+        worker_main(&ws[0]);
+        for (unsigned i = 1; i < started; i++) pthread_join(ws[i].thread, NULL);
+        rc = atomic_load(&rt.start_err);
+        if (rc) {
+            /* The run never started: the main coroutine is still queued. */
+            while (rt.gq_head) {
+                struct coru_co *co = rt.gq_head;
+                rt.gq_head = co->next;
+                coru__co_finished(NULL, co);
+            }
+            rt.gq_tail = NULL;
+        }
+    }
+    pthread_barrier_destroy(&rt.start_bar);
+    pthread_barrier_destroy(&rt.stop_bar);
+
+    pthread_mutex_lock(&rt.stats_lock);
+    rt.last.workers = n;
+    rt.last.engine = coru__engine_name(coru__engine_kind());
+    snapshot_stats(&rt.last);
+    for (unsigned i = 0; i < n; i++) coru__deque_fini(&ws[i].dq);
+    free(ws);
+    rt.w = NULL;
+    pthread_mutex_unlock(&rt.stats_lock);
+out_state:
+    atomic_store(&rt.state, 0);
+    return rc;
+}

@@ -1,0 +1,135 @@
+/* Scheduler internals shared by the scheduler (sched.c), coroutines
+ * (coro.c), generators and every module that parks a coroutine
+ * (channels, sync, I/O).
+ *
+ * Glossary: a worker is an OS thread running a scheduler loop on its
+ * native context; a coroutine (struct coru_co) runs on its own stack and
+ * returns to its worker's scheduler context whenever it yields, parks or
+ * finishes. The scheduler context performs the "post-switch" action for
+ * the coroutine it just left (requeue it, commit its park, or free it):
+ * anything that lets another thread resume a coroutine must happen after
+ * the coroutine's registers are saved, that is, on the scheduler context.
+ *
+ * Parking protocol (the one mechanism under every blocking call):
+ *   1. The coroutine calls coru__park_prepare(): pstate = PARKING.
+ *   2. It registers itself with what it waits for (a channel's wait
+ *      queue, a join slot, a timer, an I/O op), making itself findable by
+ *      wakers, and releases any lock it holds.
+ *   3. It calls coru__park(): switches to the scheduler context.
+ *   4. The scheduler, now that the registers are saved, commits the park:
+ *      CAS pstate PARKING -> PARKED (acq_rel).
+ *   A waker calls coru__ready(co): exchange pstate -> WOKEN (acq_rel).
+ *     - old == PARKED: the park is committed and the context saved; the
+ *       waker owns co and makes it runnable.
+ *     - old == PARKING: the coroutine has not finished switching out; the
+ *       waker does nothing more, and step 4's CAS fails (it sees WOKEN),
+ *       so the scheduler makes co runnable itself.
+ *   Either way co becomes runnable exactly once, and never before its
+ *   registers are saved. The exchange/CAS pair is acq_rel on both sides,
+ *   so whatever the waker wrote before coru__ready (a value, a result
+ *   code) is visible to co when it resumes. One wait must be woken at
+ *   most once: whoever removes co from what it waits for (under that
+ *   structure's lock, or by winning a CAS) is the one waker.
+ */
+#ifndef CORU_SCHED_H
+#define CORU_SCHED_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "coru.h"
+#include "common.h"
+#include "sched/ctx.h"
+#include "sched/deque.h"
+#include "sched/stack.h"
+
+enum {
+    CO_RUNNING = 0, /* running, runnable, or not yet started */
+    CO_PARKING = 1, /* step 1 done, not yet committed */
+    CO_PARKED = 2,  /* committed: only a waker may touch it */
+    CO_WOKEN = 3,   /* a waker claimed it */
+};
+
+struct coru__worker;
+
+struct coru_co {
+    struct coru__ctx ctx;       /* owner: whoever runs or resumes it */
+    struct coru__stack *stack;  /* NULL until its first run */
+    coru_fn fn;
+    void *arg;
+    void *result;               /* written at exit, before `joiner` is set DONE */
+    uint64_t id;
+    size_t stack_size;          /* requested usable size, 0 = default */
+    _Atomic int pstate;         /* parking protocol, see above */
+    _Atomic(struct coru_co *) joiner; /* NULL, the joining coroutine, or JOIN_DONE */
+    _Atomic int refs;           /* 1 for the running coroutine + 1 per handle */
+    struct coru_co *next;       /* link in the global queue or a wait queue;
+                                   owner: the queue's lock holder */
+    int wake_code;              /* set by the waker before coru__ready, read
+                                   by the coroutine after it resumes */
+    void *wait_data;            /* what the waiter is exchanging (channels) */
+};
+
+/* Per-worker state. Owner: the worker thread, unless a field says else. */
+struct coru__worker {
+    struct coru__deque dq;       /* push/pop by owner, grab by anyone */
+    unsigned id;
+    struct coru_co *lifo;        /* run-next slot, owner only */
+    unsigned lifo_streak;        /* consecutive LIFO runs, owner only */
+    struct coru_co *cur;         /* coroutine running now, owner only */
+    int post;                    /* post-switch action for `cur` */
+    struct coru__ctx *sched_ctx; /* the thread's native context */
+    struct coru__stack_pool pool;
+    struct coru__engine *eng;    /* created on the worker thread */
+    uint64_t tick;
+    uint32_t rng;
+    bool spinning;               /* counted in rt.nspinning */
+    bool idle_listed;            /* guarded by rt.idle_lock */
+    struct coru__worker *idle_next; /* guarded by rt.idle_lock */
+    pthread_t thread;
+    struct {
+        _Atomic uint64_t switches, spawns, steals, parks, wakeups, sleeps;
+    } st;                        /* written by the owner only, read by anyone */
+} CORU_ALIGNED_CL;
+
+/* The worker running on this thread, NULL elsewhere. */
+struct coru__worker *coru__worker_self(void);
+/* The running coroutine, NULL when not in one (a worker's scheduler context
+ * or a plain thread). Inside a generator body this is still the coroutine
+ * that drives the generator. */
+struct coru_co *coru__co_self(void);
+
+/* Can the caller park? 0, or -EPERM (no coroutine, or in a generator). */
+int coru__can_park(void);
+
+/* Parking protocol, see the top of this file. */
+static inline void coru__park_prepare(struct coru_co *co)
+{
+    /* relaxed: the registration of step 2 (a lock release or a release
+     * CAS) publishes this store to any waker that finds co. */
+    atomic_store_explicit(&co->pstate, CO_PARKING, memory_order_relaxed);
+}
+/* Undo step 1 when step 2 found nothing to wait for. */
+static inline void coru__park_cancel(struct coru_co *co)
+{
+    atomic_store_explicit(&co->pstate, CO_RUNNING, memory_order_relaxed);
+}
+void coru__park(void);
+/* Makes a parked (or parking) coroutine runnable; any thread. On a worker
+ * it goes to the worker's run-next slot, elsewhere to the global queue. */
+void coru__ready(struct coru_co *co);
+
+/* Spawn internals, also used by coru_run for the main coroutine. */
+int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_attr *attr, int refs);
+
+/* Generators: depth of generator bodies running on this thread. */
+extern __thread int coru__gen_depth;
+
+/* Stats helper: owner-only increment (plain load + store, no lock prefix;
+ * relaxed is enough: readers only want a recent value). */
+static inline void coru__stat_inc(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+#endif

@@ -1,0 +1,116 @@
+/* Coroutine stacks: allocation, per-worker pools, guard pages or canaries,
+ * overflow reporting.
+ *
+ * Layout (addresses grow upward; the stack grows down from lo + size):
+ *
+ *   guarded, one mapping per stack:
+ *   map_base                                                  map_base+map_len
+ *   | guard page PROT_NONE | usable stack ...    | unused | struct coru__stack |
+ *                         ^ lo (page aligned)   ^ lo+size (page aligned)
+ *
+ *   unguarded, a slot of a slab (slots packed back to back) or a mapping:
+ *   map_base
+ *   | canary (64 bytes) | usable stack ...    | struct coru__stack | next slot
+ *                       ^ lo (64-byte aligned) ^ lo+size
+ *
+ * The descriptor lives in the top bytes of the stack's memory so a stack
+ * costs no separate allocation. The coroutine's first frame starts at
+ * lo + size (16-byte aligned). In a slab the top of one slot's stack, its
+ * descriptor and the next slot's canary share a page, so an idle slab
+ * stack keeps about one resident page.
+ *
+ * Guarded vs unguarded: a guard page splits the mapping into two VMAs, and
+ * vm.max_map_count (65530 by default) caps VMAs per process. Stacks are
+ * guarded while the number of guarded stacks stays under a budget derived
+ * from vm.max_map_count (read once: a quarter of what is left after a
+ * reserve of 8192, so guarded stacks take at most half the limit); past
+ * it, stacks of the default size are carved 64 at a time from slabs (one
+ * mapping each, never unmapped), other sizes get a mapping of their own;
+ * neither has a guard page, both carry a canary just below `lo` that
+ * coru__stack_check verifies (the scheduler calls it on every switch out).
+ *
+ * Ownership: a stack belongs to exactly one of: a pool's free list (only
+ * that pool's owner thread touches it), the global free list of slab
+ * stacks (under its mutex), or one coroutine/generator. Pools are per
+ * worker and single-threaded; a stack freed on another worker than it was
+ * allocated on simply joins that worker's pool.
+ */
+#ifndef CORU_STACK_H
+#define CORU_STACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct coru__stack {
+    void *lo;               /* lowest usable byte (above guard or canary) */
+    size_t size;            /* usable bytes: [lo, lo + size) */
+    void *map_base;         /* whole mapping or slab slot start */
+    size_t map_len;
+    struct coru__stack *next; /* free-list link; owner: the list holding it */
+    uint64_t owner_id;      /* id of the coroutine using it (0: none), for
+                               overflow messages; written by the user */
+    uint32_t flags;         /* CORU__STACK_GUARDED, CORU__STACK_SLAB, or
+                               neither: an unguarded mapping of its own */
+    uint32_t vg_id;         /* valgrind stack id while registered, else 0 */
+};
+#define CORU__STACK_GUARDED 1u
+#define CORU__STACK_SLAB 2u
+
+/* A per-thread cache of free stacks of the default size. */
+struct coru__stack_pool {
+    struct coru__stack *free; /* LIFO: the hottest stack first */
+    size_t count;             /* stacks on `free` */
+    size_t high_water;        /* above this, frees give memory back */
+};
+
+/* Process-wide default usable size (bytes, page multiple). Set once by
+ * coru_run before workers start; 0 restores the built-in default (64 KiB,
+ * or CORU_STACK_SIZE from the environment). Returns the size now in use. */
+size_t coru__stack_set_default(size_t size);
+size_t coru__stack_default(void);
+/* Rounds a requested size up to a page multiple, minimum 16 KiB; 0 means
+ * the default. */
+size_t coru__stack_round(size_t size);
+
+void coru__stack_pool_init(struct coru__stack_pool *p);
+/* Frees every cached stack (returns memory/mappings to the OS). */
+void coru__stack_pool_fini(struct coru__stack_pool *p);
+
+/* Gets a stack with at least `size` usable bytes (0: default), owner_id 0.
+ * Pool hits are O(1) and make no syscall. pool may be NULL (generators,
+ * plain threads). Returns 0 and *out, or -ENOMEM. Any thread; a pool only
+ * from its owner thread. */
+int coru__stack_alloc(struct coru__stack_pool *p, size_t size, struct coru__stack **out);
+/* Returns a stack to the pool (or to the OS above the high-water mark).
+ * pool may be NULL. Checks the canary first (see coru__stack_check).
+ * s may be NULL. */
+void coru__stack_free(struct coru__stack_pool *p, struct coru__stack *s);
+
+/* Canary check, called on every switch out of a coroutine. For an
+ * unguarded stack whose canary is broken it prints
+ *   "coru: coroutine <id> overflowed its stack (<size> bytes)"
+ * and aborts. Cheap (one compare) and a no-op for guarded stacks. */
+void coru__stack_check(const struct coru__stack *s);
+
+/* Per-thread setup of the overflow reporter: installs (once per process)
+ * a SIGSEGV/SIGBUS handler and gives the calling thread an alternate
+ * signal stack. The handler, when the faulting address lies in the guard
+ * page of the thread's current stack, prints the same message as
+ * coru__stack_check and aborts; other faults get the default action.
+ * Returns 0 or -errno. thread_fini releases the alternate stack. */
+int coru__stack_thread_init(void);
+void coru__stack_thread_fini(void);
+/* Tells the overflow reporter which stack the thread now runs on (NULL:
+ * its own thread stack). Called by the context-switch layer. */
+void coru__stack_set_current(struct coru__stack *s);
+
+/* Counters for tests: stacks mapped with guard pages now, and the budget. */
+size_t coru__stack_guarded_count(void);
+size_t coru__stack_guard_budget(void);
+
+/* Tests only: allocates as if the guard budget were used up (a slab stack
+ * for the default size, an unguarded mapping otherwise). */
+int coru__stack_alloc_unguarded(size_t size, struct coru__stack **out);
+
+#endif

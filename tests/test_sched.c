@@ -1,0 +1,478 @@
+/* test_sched: the scheduler seen from users: coru_run, spawn, join, yield,
+ * identity, stats, a million coroutines, and stack overflow reports. The
+ * behaviours that depend on the engine run on io_uring and on epoll. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "coru.h"
+
+#ifdef CORU_ASAN
+/* Let coru's overflow reporter own SIGSEGV (ASan ignores a user handler
+ * otherwise). */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+    return "allow_user_segv_handler=1:detect_leaks=1";
+}
+#endif
+
+static const enum coru_io engines[] = {CORU_IO_URING, CORU_IO_EPOLL};
+#define FOR_EACH_ENGINE(var) for (size_t var##_i = 0; var##_i < 2; var##_i++) \
+    for (enum coru_io var = engines[var##_i], *var##_once = (void *)1; var##_once; var##_once = NULL)
+
+static struct coru_opts opts_for(enum coru_io io, unsigned workers)
+{
+    struct coru_opts o = {0};
+    o.io = io;
+    o.workers = workers;
+    return o;
+}
+
+/* ------------------------------------------------------------ run and join */
+
+static _Atomic long leaf_count;
+
+static void *leaf(void *arg)
+{
+    atomic_fetch_add(&leaf_count, 1);
+    return (void *)((intptr_t)arg * 2);
+}
+
+static void *fanout(void *arg)
+{
+    /* fire-and-forget grandchildren: coru_run must still wait for them */
+    for (int i = 0; i < 10; i++) cr_assert_eq(coru_go(leaf, (void *)(intptr_t)i, NULL), 0);
+    return arg;
+}
+
+static void *main_spawn_join(void *arg)
+{
+    enum { N = 2000 };
+    coru_t **hs = calloc(N, sizeof *hs);
+    for (intptr_t i = 0; i < N; i++)
+        cr_assert_eq(coru_spawn(&hs[i], i % 2 ? leaf : fanout, (void *)i, NULL), 0);
+    long sum = 0;
+    for (intptr_t i = 0; i < N; i++) {
+        void *r = NULL;
+        cr_assert_eq(coru_join(hs[i], &r), 0);
+        sum += (long)(intptr_t)r;
+        if (i % 2) cr_assert_eq((intptr_t)r, 2 * i);
+        else cr_assert_eq((intptr_t)r, i);
+    }
+    free(hs);
+    *(long *)arg = sum;
+    return NULL;
+}
+
+Test(sched, spawn_and_join_return_each_result_across_workers, .timeout = 60)
+{
+    FOR_EACH_ENGINE(io) {
+        atomic_store(&leaf_count, 0);
+        long sum = 0;
+        struct coru_opts o = opts_for(io, 2);
+        cr_assert_eq(coru_run(main_spawn_join, &sum, &o), 0);
+        /* odd i: 2i; even i: i */
+        long want = 0;
+        for (long i = 0; i < 2000; i++) want += i % 2 ? 2 * i : i;
+        cr_assert_eq(sum, want);
+        /* 1000 direct leaves + 1000 fanouts * 10 grandchildren, all ran
+         * before coru_run returned */
+        cr_assert_eq(atomic_load(&leaf_count), 1000 + 1000 * 10);
+    }
+}
+
+static void *sleepy_child(void *arg)
+{
+    for (int i = 0; i < 50; i++) coru_yield();
+    return arg;
+}
+
+static void *join_from_many(void *arg)
+{
+    /* Children join their own children, from whatever worker they are on. */
+    coru_t *h;
+    cr_assert_eq(coru_spawn(&h, sleepy_child, arg, NULL), 0);
+    void *r;
+    cr_assert_eq(coru_join(h, &r), 0);
+    return r;
+}
+
+static void *main_nested_join(void *arg)
+{
+    enum { N = 500 };
+    coru_t *hs[N];
+    for (intptr_t i = 0; i < N; i++) cr_assert_eq(coru_spawn(&hs[i], join_from_many, (void *)i, NULL), 0);
+    for (intptr_t i = 0; i < N; i++) {
+        void *r;
+        cr_assert_eq(coru_join(hs[i], &r), 0);
+        cr_assert_eq((intptr_t)r, i);
+    }
+    return arg;
+}
+
+Test(sched, join_parks_until_the_child_finishes_on_any_worker, .timeout = 60)
+{
+    FOR_EACH_ENGINE(io) {
+        struct coru_opts o = opts_for(io, 2);
+        cr_assert_eq(coru_run(main_nested_join, NULL, &o), 0);
+        struct coru_stats st;
+        cr_assert_eq(coru_stats(&st), 0);
+        cr_assert_str_eq(st.engine, io == CORU_IO_URING ? "io_uring" : "epoll");
+    }
+}
+
+/* ------------------------------------------------------------ errors */
+
+static void *noop(void *arg)
+{
+    return arg;
+}
+
+static void *plain_thread_join(void *h)
+{
+    return (void *)(intptr_t)coru_join(h, NULL);
+}
+
+static void *main_errors(void *arg)
+{
+    cr_assert_eq(coru_join(NULL, NULL), -EINVAL);
+    cr_assert_eq(coru_join(coru_self(), NULL), -EDEADLK);
+    cr_assert_eq(coru_spawn(NULL, noop, NULL, NULL), -EINVAL);
+    coru_t *h;
+    cr_assert_eq(coru_spawn(&h, NULL, NULL, NULL), -EINVAL);
+    struct coru_attr big = {.stack_size = (size_t)2 << 30};
+    cr_assert_eq(coru_spawn(&h, noop, NULL, &big), -EINVAL);
+    cr_assert_eq(coru_go(NULL, NULL, NULL), -EINVAL);
+    cr_assert_eq(coru_run(noop, NULL, NULL), -EBUSY);
+    cr_assert_eq(coru_detach(NULL), -EINVAL);
+
+    /* a plain thread may not join (it cannot park) */
+    cr_assert_eq(coru_spawn(&h, noop, (void *)7, NULL), 0);
+    pthread_t t;
+    void *trc;
+    pthread_create(&t, NULL, plain_thread_join, h);
+    pthread_join(t, &trc);
+    cr_assert_eq((intptr_t)trc, -EPERM);
+    void *r;
+    cr_assert_eq(coru_join(h, &r), 0);
+    cr_assert_eq((intptr_t)r, 7);
+    return arg;
+}
+
+Test(sched, misuse_returns_error_codes, .timeout = 30)
+{
+    cr_assert_eq(coru_run(NULL, NULL, NULL), -EINVAL);
+    struct coru_opts bad = {.workers = 1000};
+    cr_assert_eq(coru_run(noop, NULL, &bad), -EINVAL);
+    bad = (struct coru_opts){.io = 7};
+    cr_assert_eq(coru_run(noop, NULL, &bad), -EINVAL);
+    coru_t *h;
+    cr_assert_eq(coru_spawn(&h, noop, NULL, NULL), -EPERM); /* no runtime */
+    cr_assert_eq(coru_go(noop, NULL, NULL), -EPERM);
+    cr_assert_eq(coru_yield(), -EPERM);
+    cr_assert_eq(coru_join(NULL, NULL), -EINVAL);
+    cr_assert_null(coru_self());
+    cr_assert_eq(coru_id(NULL), 0);
+    cr_assert_eq(coru_worker(), -1);
+    cr_assert_eq(coru_stats(NULL), -EINVAL);
+    struct coru_opts o = opts_for(CORU_IO_AUTO, 2);
+    cr_assert_eq(coru_run(main_errors, NULL, &o), 0);
+}
+
+/* ------------------------------------------------------------ identity */
+
+static void *report_id(void *arg)
+{
+    uint64_t *out = arg;
+    *out = coru_id(NULL);
+    cr_assert_eq(coru_id(coru_self()), *out);
+    int w = coru_worker();
+    cr_assert(w >= 0 && w < 2);
+    return NULL;
+}
+
+static void *main_ids(void *arg)
+{
+    enum { N = 100 };
+    uint64_t ids[N];
+    coru_t *hs[N];
+    for (int i = 0; i < N; i++) cr_assert_eq(coru_spawn(&hs[i], report_id, &ids[i], NULL), 0);
+    for (int i = 0; i < N; i++) {
+        uint64_t id = coru_id(hs[i]);
+        cr_assert_eq(coru_join(hs[i], NULL), 0);
+        cr_assert_eq(ids[i], id);
+        cr_assert_neq(id, 0);
+        for (int k = 0; k < i; k++) cr_assert_neq(ids[k], ids[i]);
+    }
+    cr_assert_neq(coru_id(NULL), 0);
+    return arg;
+}
+
+Test(sched, ids_are_unique_and_self_matches_handle, .timeout = 30)
+{
+    struct coru_opts o = opts_for(CORU_IO_AUTO, 2);
+    cr_assert_eq(coru_run(main_ids, NULL, &o), 0);
+}
+
+/* ------------------------------------------------------------ yield fairness */
+
+enum { FAIR_CO = 4, FAIR_ROUNDS = 1000 };
+static int fair_log[FAIR_CO * FAIR_ROUNDS];
+static int fair_n;
+
+static void *fair_worker(void *arg)
+{
+    for (int i = 0; i < FAIR_ROUNDS; i++) {
+        fair_log[fair_n++] = (int)(intptr_t)arg;
+        cr_assert_eq(coru_yield(), 0);
+    }
+    return NULL;
+}
+
+static void *main_fair(void *arg)
+{
+    coru_t *hs[FAIR_CO];
+    for (intptr_t i = 0; i < FAIR_CO; i++) cr_assert_eq(coru_spawn(&hs[i], fair_worker, (void *)i, NULL), 0);
+    for (int i = 0; i < FAIR_CO; i++) cr_assert_eq(coru_join(hs[i], NULL), 0);
+    return arg;
+}
+
+Test(sched, yields_interleave_round_robin_on_one_worker, .timeout = 30)
+{
+    FOR_EACH_ENGINE(io) {
+        fair_n = 0;
+        struct coru_opts o = opts_for(io, 1);
+        cr_assert_eq(coru_run(main_fair, NULL, &o), 0);
+        cr_assert_eq(fair_n, FAIR_CO * FAIR_ROUNDS);
+        /* Every window of FAIR_CO consecutive turns holds each coroutine
+         * exactly once: nobody runs twice before the others ran once. */
+        for (int start = 0; start + FAIR_CO <= fair_n; start += FAIR_CO) {
+            int seen[FAIR_CO] = {0};
+            for (int k = 0; k < FAIR_CO; k++) seen[fair_log[start + k]]++;
+            for (int k = 0; k < FAIR_CO; k++) cr_assert_eq(seen[k], 1, "window at %d", start);
+        }
+    }
+}
+
+static _Atomic long yield_counts[2];
+
+static void *yield_counter(void *arg)
+{
+    for (int i = 0; i < 20000; i++) {
+        atomic_fetch_add(&yield_counts[(intptr_t)arg], 1);
+        coru_yield();
+    }
+    return NULL;
+}
+
+static void *main_two_yielders(void *arg)
+{
+    coru_t *a, *b;
+    cr_assert_eq(coru_spawn(&a, yield_counter, (void *)0, NULL), 0);
+    cr_assert_eq(coru_spawn(&b, yield_counter, (void *)1, NULL), 0);
+    coru_join(a, NULL);
+    coru_join(b, NULL);
+    return arg;
+}
+
+Test(sched, stats_count_switches_spawns_and_parks, .timeout = 30)
+{
+    struct coru_opts o = opts_for(CORU_IO_AUTO, 1);
+    cr_assert_eq(coru_run(main_two_yielders, NULL, &o), 0);
+    struct coru_stats st;
+    cr_assert_eq(coru_stats(&st), 0);
+    cr_assert_eq(st.workers, 1);
+    cr_assert_eq(atomic_load(&yield_counts[0]), 20000);
+    cr_assert_eq(atomic_load(&yield_counts[1]), 20000);
+    /* main + 2 children spawned; 40000 yields each resume a coroutine */
+    cr_assert_eq(st.total.spawns, 2); /* main is queued by coru_run itself */
+    cr_assert_geq(st.total.switches, 40000);
+    cr_assert_lt(st.total.switches, 40000 + 100);
+    /* main parked in join at least once (the children were still running) */
+    cr_assert_geq(st.total.parks, 1);
+    cr_assert_geq(st.total.wakeups, 1);
+    cr_assert_eq(st.worker[0].switches, st.total.switches);
+}
+
+/* ------------------------------------------------------------ plain threads */
+
+static _Atomic int from_thread_ran;
+
+static void *thread_ran(void *arg)
+{
+    atomic_fetch_add(&from_thread_ran, 1);
+    return arg;
+}
+
+static void *plain_spawner(void *arg)
+{
+    for (int i = 0; i < 100; i++) cr_assert_eq(coru_go(thread_ran, NULL, NULL), 0);
+    atomic_store((_Atomic int *)arg, 1);
+    return NULL;
+}
+
+static void *main_wait_thread(void *arg)
+{
+    _Atomic int done = 0;
+    pthread_t t;
+    pthread_create(&t, NULL, plain_spawner, &done);
+    while (!atomic_load(&done)) coru_yield();
+    pthread_join(t, NULL);
+    return arg;
+}
+
+Test(sched, plain_thread_spawns_into_the_running_runtime, .timeout = 30)
+{
+    FOR_EACH_ENGINE(io) {
+        atomic_store(&from_thread_ran, 0);
+        struct coru_opts o = opts_for(io, 2);
+        cr_assert_eq(coru_run(main_wait_thread, NULL, &o), 0);
+        cr_assert_eq(atomic_load(&from_thread_ran), 100);
+    }
+}
+
+/* ------------------------------------------------------------ stacks */
+
+static void *big_frame(void *arg)
+{
+    volatile char buf[300 * 1024];
+    for (size_t i = 0; i < sizeof buf; i += 4096) buf[i] = (char)i;
+    return (void *)(intptr_t)buf[4096];
+}
+
+static void *main_big_stack(void *arg)
+{
+    struct coru_attr a = {.stack_size = 1 << 20};
+    coru_t *h;
+    cr_assert_eq(coru_spawn(&h, big_frame, NULL, &a), 0);
+    void *r;
+    cr_assert_eq(coru_join(h, &r), 0);
+    cr_assert_eq((intptr_t)r, (char)4096);
+    return arg;
+}
+
+Test(sched, per_spawn_stack_size_is_honoured, .timeout = 30)
+{
+    struct coru_opts o = opts_for(CORU_IO_AUTO, 2);
+    cr_assert_eq(coru_run(main_big_stack, NULL, &o), 0);
+}
+
+static volatile int recurse_limit = 1 << 30; /* never reached: overflow first */
+
+static int recurse(int depth)
+{
+    volatile char pad[512];
+    pad[0] = (char)depth;
+    if (depth > recurse_limit) return 0;
+    return recurse(depth + 1) + pad[0];
+}
+
+static void *overflow_body(void *arg)
+{
+    *(uint64_t *)arg = coru_id(NULL);
+    return (void *)(intptr_t)recurse(0);
+}
+
+static uint64_t overflow_id;
+
+static void *main_overflow(void *arg)
+{
+    coru_t *h;
+    struct coru_attr a = {.stack_size = 64 * 1024};
+    cr_assert_eq(coru_spawn(&h, overflow_body, &overflow_id, &a), 0);
+    coru_join(h, NULL);
+    return arg;
+}
+
+/* Runs fn in a child process; returns its stderr and termination status. */
+static char *run_child(void (*fn)(void), int *status)
+{
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(p[1], 2);
+        close(p[0]);
+        fn();
+        _exit(0);
+    }
+    close(p[1]);
+    static char out[8192];
+    size_t n = 0;
+    ssize_t r;
+    while ((r = read(p[0], out + n, sizeof out - 1 - n)) > 0) n += (size_t)r;
+    out[n] = 0;
+    close(p[0]);
+    waitpid(pid, status, 0);
+    return out;
+}
+
+static void child_overflow(void)
+{
+    struct coru_opts o = opts_for(CORU_IO_AUTO, 2);
+    coru_run(main_overflow, NULL, &o);
+}
+
+Test(sched, stack_overflow_names_the_coroutine_and_its_size, .timeout = 60)
+{
+    int status;
+    char *err = run_child(child_overflow, &status);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %#x, stderr: %s", status, err);
+    /* the child's ids start where ours were; find the message shape */
+    cr_assert(strstr(err, "overflowed its stack (65536 bytes)"), "stderr: %s", err);
+    cr_assert(strstr(err, "coru: coroutine "), "stderr: %s", err);
+}
+
+/* ------------------------------------------------------------ a million */
+
+#ifdef CORU_TSAN
+/* TSan gives every coroutine a fiber, and gcc 12's TSan runtime has a
+ * fixed table of about 8k threads+fibers: the full million cannot exist
+ * under it. The plain and ASan builds run the full count. */
+#define MILLION 4000
+#else
+#define MILLION 1000000
+#endif
+
+static _Atomic long alive, peak, finished;
+static _Atomic int release_all;
+
+static void *sitter(void *arg)
+{
+    long now = atomic_fetch_add(&alive, 1) + 1;
+    long p = atomic_load(&peak);
+    while (now > p && !atomic_compare_exchange_weak(&peak, &p, now)) {
+    }
+    while (!atomic_load_explicit(&release_all, memory_order_acquire)) coru_yield();
+    atomic_fetch_sub(&alive, 1);
+    atomic_fetch_add(&finished, 1);
+    return arg;
+}
+
+static void *main_million(void *arg)
+{
+    for (long i = 0; i < MILLION; i++) cr_assert_eq(coru_go(sitter, NULL, NULL), 0);
+    while (atomic_load(&peak) < MILLION) coru_yield();
+    atomic_store_explicit(&release_all, 1, memory_order_release);
+    return arg;
+}
+
+Test(sched, a_million_coroutines_alive_at_once, .timeout = 300)
+{
+    struct coru_opts o = opts_for(CORU_IO_AUTO, 2);
+    cr_assert_eq(coru_run(main_million, NULL, &o), 0);
+    cr_assert_eq(atomic_load(&peak), MILLION);
+    cr_assert_eq(atomic_load(&finished), MILLION);
+    cr_assert_eq(atomic_load(&alive), 0);
+}

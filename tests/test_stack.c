@@ -1,0 +1,583 @@
+/* Tests for src/sched/stack.c: sizes, pools, the guard budget and slabs,
+ * and overflow reports from guard pages and canaries. */
+#include "common.h"
+#include "sched/stack.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#define KiB ((size_t)1024)
+
+static size_t page_size(void) { return (size_t)sysconf(_SC_PAGESIZE); }
+
+static size_t max_map_count(void)
+{
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+    unsigned long v = 65530;
+    if (f) {
+        if (fscanf(f, "%lu", &v) != 1) v = 65530;
+        fclose(f);
+    }
+    return v;
+}
+
+static size_t map_count(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    cr_assert_not_null(f);
+    size_t lines = 0;
+    int c;
+    while ((c = getc(f)) != EOF)
+        if (c == '\n') lines++;
+    fclose(f);
+    return lines;
+}
+
+/* Runs fn in a forked child with stderr captured. Returns the wait status;
+ * the child's stderr lands in out (NUL-terminated). */
+static int run_child(void (*fn)(void), char *out, size_t outlen)
+{
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 2);
+        close(fds[1]);
+        fn();
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = read(fds[0], out + got, outlen - 1 - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += (size_t)n;
+        if (got == outlen - 1) break;
+    }
+    out[got] = '\0';
+    close(fds[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0) cr_assert_eq(errno, EINTR);
+    return status;
+}
+
+static void assert_aborted_with(int status, const char *out, const char *msg)
+{
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "child status %#x, stderr: %s", status, out);
+    cr_assert_not_null(strstr(out, msg), "stderr was: %s", out);
+}
+
+Test(stack, pool_hands_back_the_hottest_stack_without_a_new_mapping)
+{
+    struct coru__stack_pool p;
+    coru__stack_pool_init(&p);
+    struct coru__stack *a, *b, *c;
+    cr_assert_eq(coru__stack_alloc(&p, 0, &a), 0);
+    cr_assert_eq(coru__stack_alloc(&p, 0, &b), 0);
+    cr_assert_neq(a, b);
+    size_t guarded = coru__stack_guarded_count();
+    coru__stack_free(&p, a);
+    coru__stack_free(&p, b);
+    cr_assert_eq(p.count, 2);
+    /* LIFO: the last freed comes back first, then the one before. */
+    cr_assert_eq(coru__stack_alloc(&p, 0, &c), 0);
+    cr_assert_eq(c, b);
+    cr_assert_eq(coru__stack_alloc(&p, 0, &c), 0);
+    cr_assert_eq(c, a);
+    cr_assert_eq(p.count, 0);
+    cr_assert_eq(coru__stack_guarded_count(), guarded);
+    coru__stack_free(&p, a);
+    coru__stack_free(&p, b);
+    coru__stack_pool_fini(&p);
+    cr_assert_eq(p.count, 0);
+    cr_assert_null(p.free);
+    cr_assert_eq(coru__stack_guarded_count(), guarded - 2);
+}
+
+Test(stack, alloc_resets_owner_id)
+{
+    struct coru__stack_pool p;
+    coru__stack_pool_init(&p);
+    struct coru__stack *s;
+    cr_assert_eq(coru__stack_alloc(&p, 0, &s), 0);
+    s->owner_id = 99;
+    coru__stack_free(&p, s);
+    cr_assert_eq(coru__stack_alloc(&p, 0, &s), 0);
+    cr_assert_eq(s->owner_id, 0);
+    coru__stack_free(&p, s);
+    coru__stack_pool_fini(&p);
+}
+
+static void fill_and_verify(struct coru__stack *s)
+{
+    struct coru__stack copy = *s;
+    memset(s->lo, 0x5a, s->size);
+    unsigned char *lo = s->lo;
+    cr_assert_eq(lo[0], 0x5a);
+    cr_assert_eq(lo[s->size - 1], 0x5a);
+    /* The descriptor and (unguarded) the canary are outside the region. */
+    cr_assert_eq(memcmp(&copy, s, sizeof copy), 0);
+    coru__stack_check(s);
+    cr_assert((uintptr_t)s >= (uintptr_t)s->lo + s->size);
+    cr_assert((uintptr_t)(s + 1) <= (uintptr_t)s->map_base + s->map_len);
+    cr_assert_eq(((uintptr_t)s->lo + s->size) % 16, 0);
+}
+
+Test(stack, usable_region_is_writable_from_lo_to_the_top)
+{
+    size_t sizes[] = {0, 16 * KiB, 100 * KiB};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        struct coru__stack *s;
+        cr_assert_eq(coru__stack_alloc(NULL, sizes[i], &s), 0);
+        cr_assert_eq(s->flags, CORU__STACK_GUARDED);
+        cr_assert_eq((uintptr_t)s->lo % page_size(), 0);
+        fill_and_verify(s);
+        coru__stack_free(NULL, s);
+
+        cr_assert_eq(coru__stack_alloc_unguarded(sizes[i], &s), 0);
+        cr_assert_eq(s->flags, sizes[i] == 0 ? CORU__STACK_SLAB : 0u);
+        fill_and_verify(s);
+        coru__stack_free(NULL, s);
+    }
+}
+
+Test(stack, sizes_round_up_to_pages_with_a_16k_minimum)
+{
+    size_t pg = page_size();
+    cr_assert_eq(coru__stack_round(1), 16 * KiB);
+    cr_assert_eq(coru__stack_round(16 * KiB), 16 * KiB);
+    cr_assert_eq(coru__stack_round(16 * KiB + 1), 16 * KiB + pg);
+    cr_assert_eq(coru__stack_round(0), coru__stack_default());
+
+    struct coru__stack_pool p;
+    coru__stack_pool_init(&p);
+    struct coru__stack *s;
+    cr_assert_eq(coru__stack_alloc(&p, 20000, &s), 0);
+    cr_assert_eq(s->size, coru__stack_round(20000));
+    cr_assert_eq(s->size % pg, 0);
+    /* Not the default size: never pooled. */
+    coru__stack_free(&p, s);
+    cr_assert_eq(p.count, 0);
+    cr_assert_eq(coru__stack_alloc(&p, 1, &s), 0);
+    cr_assert_eq(s->size, 16 * KiB);
+    coru__stack_free(&p, s);
+    cr_assert_eq(coru__stack_alloc(&p, (size_t)1 << 62, &s), -ENOMEM);
+    coru__stack_pool_fini(&p);
+}
+
+Test(stack, default_is_64k_and_set_default_changes_it)
+{
+    if (getenv("CORU_STACK_SIZE") == NULL) cr_assert_eq(coru__stack_default(), 64 * KiB);
+    size_t builtin = coru__stack_default();
+
+    struct coru__stack_pool p;
+    coru__stack_pool_init(&p);
+    struct coru__stack *s;
+    cr_assert_eq(coru__stack_alloc(&p, 0, &s), 0);
+    cr_assert_eq(s->size, builtin);
+    coru__stack_free(&p, s);
+    cr_assert_eq(p.count, 1);
+
+    cr_assert_eq(coru__stack_set_default(100000), coru__stack_round(100000));
+    cr_assert_eq(coru__stack_default(), coru__stack_round(100000));
+    cr_assert_eq(coru__stack_set_default(1), 16 * KiB);
+    cr_assert_eq(coru__stack_set_default(128 * KiB), 128 * KiB);
+    /* The pool's stack is of the old size: it is dropped, not handed out. */
+    cr_assert_eq(coru__stack_alloc(&p, 0, &s), 0);
+    cr_assert_eq(s->size, 128 * KiB);
+    cr_assert_eq(p.count, 0);
+    coru__stack_free(&p, s);
+    cr_assert_eq(p.count, 1);
+    /* Past the budget, the new default gets slabs of its own. */
+    struct coru__stack *u;
+    cr_assert_eq(coru__stack_alloc_unguarded(0, &u), 0);
+    cr_assert_eq(u->flags, CORU__STACK_SLAB);
+    cr_assert_eq(u->size, 128 * KiB);
+    fill_and_verify(u);
+    coru__stack_free(NULL, u);
+
+    cr_assert_eq(coru__stack_set_default(0), builtin);
+    cr_assert_eq(coru__stack_default(), builtin);
+    coru__stack_pool_fini(&p);
+}
+
+static void env_child(void)
+{
+    setenv("CORU_STACK_SIZE", "131072", 1);
+    if (coru__stack_default() != 128 * KiB) _exit(1);
+    if (coru__stack_set_default(64 * KiB) != 64 * KiB) _exit(2);
+    /* 0 restores the environment's value, not the built-in one. */
+    if (coru__stack_set_default(0) != 128 * KiB) _exit(3);
+    _exit(0);
+}
+
+static void env_small_child(void)
+{
+    setenv("CORU_STACK_SIZE", "1000", 1);
+    _exit(coru__stack_default() == 16 * KiB ? 0 : 1);
+}
+
+Test(stack, env_var_overrides_the_builtin_default, .timeout = 30)
+{
+    /* In children: the environment is read once per process. */
+    char out[256];
+    int st = run_child(env_child, out, sizeof out);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
+    st = run_child(env_small_child, out, sizeof out);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
+}
+
+Test(stack, freeing_past_high_water_returns_the_extras)
+{
+    struct coru__stack_pool p;
+    coru__stack_pool_init(&p);
+    cr_assert_eq(p.high_water, 64);
+    struct coru__stack *s[100];
+    size_t before = coru__stack_guarded_count();
+    for (int i = 0; i < 100; i++) cr_assert_eq(coru__stack_alloc(&p, 0, &s[i]), 0);
+    cr_assert_eq(coru__stack_guarded_count(), before + 100);
+    for (int i = 0; i < 100; i++) coru__stack_free(&p, s[i]);
+    cr_assert_eq(p.count, 64);
+    /* The 36 that did not fit were unmapped. */
+    cr_assert_eq(coru__stack_guarded_count(), before + 64);
+    coru__stack_pool_fini(&p);
+    cr_assert_eq(coru__stack_guarded_count(), before);
+
+    p.high_water = 3;
+    for (int i = 0; i < 10; i++) cr_assert_eq(coru__stack_alloc(&p, 0, &s[i]), 0);
+    for (int i = 0; i < 10; i++) coru__stack_free(&p, s[i]);
+    cr_assert_eq(p.count, 3);
+    coru__stack_pool_fini(&p);
+}
+
+Test(stack, guarded_stacks_come_first_and_never_exceed_the_budget, .timeout = 120)
+{
+    size_t budget = coru__stack_guard_budget();
+    size_t maps = max_map_count();
+    cr_assert_gt(budget, 0);
+    /* Guarded stacks (two VMAs each) take at most half the VMA limit. */
+    cr_assert_leq(2 * budget, maps / 2);
+
+    size_t start = coru__stack_guarded_count();
+    size_t room = budget - start, n = room + 200;
+    struct coru__stack **s = calloc(n, sizeof *s);
+    cr_assert_not_null(s);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(coru__stack_alloc(NULL, 0, &s[i]), 0);
+        cr_assert_eq(s[i]->flags, i < room ? CORU__STACK_GUARDED : CORU__STACK_SLAB, "stack %zu", i);
+        cr_assert_leq(coru__stack_guarded_count(), budget);
+    }
+    cr_assert_eq(coru__stack_guarded_count(), budget);
+    /* Past the budget, other sizes get unguarded mappings of their own. */
+    struct coru__stack *odd;
+    cr_assert_eq(coru__stack_alloc(NULL, 32 * KiB, &odd), 0);
+    cr_assert_eq(odd->flags, 0);
+    fill_and_verify(odd);
+    coru__stack_free(NULL, odd);
+
+    for (size_t i = 0; i < n; i++) coru__stack_free(NULL, s[i]);
+    cr_assert_eq(coru__stack_guarded_count(), start);
+    free(s);
+}
+
+Test(stack, released_slab_stacks_are_recycled_and_zeroed, .timeout = 60)
+{
+    enum { N = 200 };
+    struct coru__stack *s[N], *t[N];
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(coru__stack_alloc_unguarded(0, &s[i]), 0);
+        ((char *)s[i]->lo)[s[i]->size / 2] = 7;
+    }
+    for (int i = 0; i < N; i++) coru__stack_free(NULL, s[i]);
+    size_t maps = map_count();
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(coru__stack_alloc_unguarded(0, &t[i]), 0);
+        bool seen = false;
+        for (int j = 0; j < N && !seen; j++) seen = t[i] == s[j];
+        cr_assert(seen, "stack %d is not a recycled slot", i);
+        /* The middle pages went back to the kernel and read as zero. */
+        cr_assert_eq(((char *)t[i]->lo)[t[i]->size / 2], 0);
+        coru__stack_check(t[i]);
+    }
+    cr_assert_leq(map_count(), maps);
+    for (int i = 0; i < N; i++) coru__stack_free(NULL, t[i]);
+}
+
+#if defined(CORU_ASAN) || defined(CORU_TSAN)
+/* The sanitizers shadow every touched page (TSan several times over) and
+ * slow each fault down; 100k stacks still cover the move from guarded
+ * stacks to slabs (budget about 14k) without tens of GiB of shadow. */
+#define MANY_STACKS 100000
+#else
+#define MANY_STACKS 1000000
+#endif
+
+Test(stack, a_million_default_stacks_fit_under_the_map_limit, .timeout = 300)
+{
+    size_t n = MANY_STACKS, limit = max_map_count();
+    struct coru__stack_pool p;
+    coru__stack_pool_init(&p);
+    struct coru__stack **s = malloc(n * sizeof *s);
+    cr_assert_not_null(s);
+    for (size_t i = 0; i < n; i++) {
+        int rc = coru__stack_alloc(&p, 0, &s[i]);
+        cr_assert_eq(rc, 0, "alloc %zu: %d", i, rc);
+        ((volatile char *)s[i]->lo)[s[i]->size - 1] = 1;
+    }
+    size_t maps = map_count();
+    cr_assert_lt(maps, limit - 1000, "%zu maps", maps);
+    cr_assert_leq(coru__stack_guarded_count(), coru__stack_guard_budget());
+    for (size_t i = 0; i < n; i++) coru__stack_free(&p, s[i]);
+    cr_assert_eq(p.count, p.high_water);
+    coru__stack_pool_fini(&p);
+    cr_assert_lt(map_count(), limit - 1000);
+    free(s);
+}
+
+/* ---- overflow reports ------------------------------------------------ */
+
+static void guard_write_child(void)
+{
+    if (coru__stack_thread_init() != 0) _exit(10);
+    struct coru__stack *s;
+    if (coru__stack_alloc(NULL, 0, &s) != 0 || s->flags != CORU__STACK_GUARDED) _exit(11);
+    s->owner_id = 42;
+    coru__stack_set_current(s);
+    ((volatile char *)s->lo)[-1] = 1;
+    _exit(12);
+}
+
+Test(stack, write_to_the_guard_page_reports_the_coroutine_and_aborts, .timeout = 30)
+{
+    char out[1024];
+    int st = run_child(guard_write_child, out, sizeof out);
+    assert_aborted_with(st, out, "coru: coroutine 42 overflowed its stack (65536 bytes)\n");
+}
+
+#ifndef CORU_TSAN
+/* Real overflow: runs a recursion on the coroutine stack through
+ * ucontext, so the handler must run on the alternate stack. (Not under
+ * TSan, which does not follow swapcontext without its fiber API.) */
+static ucontext_t main_uc, co_uc;
+static volatile int depth_limit = 1 << 30;
+
+static int recurse(int n)
+{
+    volatile char frame[256];
+    frame[0] = (char)n;
+    if (n >= depth_limit) return frame[0];
+    return recurse(n + 1) + frame[0];
+}
+
+static void co_entry(void) { recurse(0); }
+
+static void recursion_child(void)
+{
+    if (coru__stack_thread_init() != 0) _exit(10);
+    struct coru__stack *s;
+    if (coru__stack_alloc(NULL, 0, &s) != 0) _exit(11);
+    s->owner_id = 77;
+    getcontext(&co_uc);
+    co_uc.uc_stack.ss_sp = s->lo;
+    co_uc.uc_stack.ss_size = s->size;
+    co_uc.uc_link = &main_uc;
+    makecontext(&co_uc, co_entry, 0);
+    coru__stack_set_current(s);
+    swapcontext(&main_uc, &co_uc);
+    _exit(12);
+}
+
+Test(stack, deep_recursion_on_a_guarded_stack_is_reported, .timeout = 30)
+{
+    char out[1024];
+    int st = run_child(recursion_child, out, sizeof out);
+    assert_aborted_with(st, out, "coru: coroutine 77 overflowed its stack (65536 bytes)\n");
+}
+#endif
+
+static void canary_slab_child(void)
+{
+    struct coru__stack *s;
+    if (coru__stack_alloc_unguarded(0, &s) != 0 || s->flags != CORU__STACK_SLAB) _exit(11);
+    s->owner_id = 7;
+    coru__stack_check(s);
+    ((volatile char *)s->lo)[-1] ^= 0x5a;
+    coru__stack_check(s);
+    _exit(12);
+}
+
+static void canary_lone_child(void)
+{
+    struct coru__stack *s;
+    if (coru__stack_alloc_unguarded(32 * KiB, &s) != 0 || s->flags != 0) _exit(11);
+    s->owner_id = 8;
+    ((volatile char *)s->lo)[-64] = 0;
+    coru__stack_check(s);
+    _exit(12);
+}
+
+static void canary_free_child(void)
+{
+    struct coru__stack_pool p;
+    coru__stack_pool_init(&p);
+    struct coru__stack *s;
+    if (coru__stack_alloc_unguarded(0, &s) != 0) _exit(11);
+    s->owner_id = 9;
+    ((volatile char *)s->lo)[-10] ^= 1;
+    coru__stack_free(&p, s);
+    _exit(12);
+}
+
+Test(stack, broken_canary_reports_the_coroutine_and_aborts, .timeout = 30)
+{
+    char out[1024];
+    int st = run_child(canary_slab_child, out, sizeof out);
+    assert_aborted_with(st, out, "coru: coroutine 7 overflowed its stack (65536 bytes)\n");
+    st = run_child(canary_lone_child, out, sizeof out);
+    assert_aborted_with(st, out, "coru: coroutine 8 overflowed its stack (32768 bytes)\n");
+    /* Freeing checks too, so a smashed stack never reaches a new owner. */
+    st = run_child(canary_free_child, out, sizeof out);
+    assert_aborted_with(st, out, "coru: coroutine 9 overflowed its stack (65536 bytes)\n");
+}
+
+/* An unmapped address far from any stack; volatile so the compiler
+ * cannot see the bad store coming. */
+static volatile uintptr_t wild_addr = 64;
+
+static void wild_write_child(void)
+{
+    if (coru__stack_thread_init() != 0) _exit(10);
+    struct coru__stack *s;
+    if (coru__stack_alloc(NULL, 0, &s) != 0) _exit(11);
+    s->owner_id = 5;
+    coru__stack_set_current(s);
+    *(volatile int *)wild_addr = 1;
+    _exit(12);
+}
+
+static void no_current_child(void)
+{
+    if (coru__stack_thread_init() != 0) _exit(10);
+    struct coru__stack *s;
+    if (coru__stack_alloc(NULL, 0, &s) != 0) _exit(11);
+    s->owner_id = 6;
+    coru__stack_set_current(s);
+    coru__stack_set_current(NULL);
+    ((volatile char *)s->lo)[-1] = 1;
+    _exit(12);
+}
+
+static void assert_plain_crash(int st, const char *out)
+{
+    cr_assert_null(strstr(out, "overflowed"), "stderr was: %s", out);
+#ifdef CORU_ASAN
+    /* Chained to ASan's own SEGV handler, which reports and exits. */
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0 && WEXITSTATUS(st) < 10, "status %#x: %s", st, out);
+#else
+    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV, "status %#x: %s", st, out);
+#endif
+}
+
+Test(stack, other_faults_keep_their_default_action, .timeout = 30)
+{
+    char out[4096];
+    int st = run_child(wild_write_child, out, sizeof out);
+    assert_plain_crash(st, out);
+    st = run_child(no_current_child, out, sizeof out);
+    assert_plain_crash(st, out);
+}
+
+static void user_handler(int sig)
+{
+    (void)sig;
+    _exit(33);
+}
+
+static void chain_child(void)
+{
+    /* A handler installed before ours gets the faults that are not
+     * overflows. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = user_handler;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGSEGV, &sa, NULL) != 0) _exit(10);
+    if (coru__stack_thread_init() != 0) _exit(10);
+    *(volatile int *)wild_addr = 1;
+    _exit(12);
+}
+
+Test(stack, faults_that_are_not_overflows_go_to_the_previous_handler, .timeout = 30)
+{
+    char out[1024];
+    int st = run_child(chain_child, out, sizeof out);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 33, "status %#x: %s", st, out);
+}
+
+Test(stack, thread_init_is_idempotent_and_fini_releases_the_altstack)
+{
+    stack_t before;
+    cr_assert_eq(sigaltstack(NULL, &before), 0);
+    cr_assert_eq(coru__stack_thread_init(), 0);
+    cr_assert_eq(coru__stack_thread_init(), 0);
+    stack_t now;
+    cr_assert_eq(sigaltstack(NULL, &now), 0);
+    cr_assert_eq(now.ss_flags & SS_DISABLE, 0);
+    coru__stack_thread_fini();
+    cr_assert_eq(sigaltstack(NULL, &now), 0);
+    /* Back to what the thread had (ASan may have installed one). */
+    cr_assert_eq(now.ss_flags & SS_DISABLE, before.ss_flags & SS_DISABLE);
+    coru__stack_thread_fini();
+}
+
+/* ---- threads --------------------------------------------------------- */
+
+static void *churn(void *arg)
+{
+    (void)arg;
+    cr_assert_eq(coru__stack_thread_init(), 0);
+    struct coru__stack_pool p;
+    coru__stack_pool_init(&p);
+    struct coru__stack *s[96];
+    for (int round = 0; round < 100; round++) {
+        /* 80 default (past high water, so some go back), 12 slab, 4 odd. */
+        for (int i = 0; i < 96; i++) {
+            int rc = i < 80   ? coru__stack_alloc(&p, 0, &s[i])
+                     : i < 92 ? coru__stack_alloc_unguarded(0, &s[i])
+                              : coru__stack_alloc(NULL, 24 * KiB, &s[i]);
+            cr_assert_eq(rc, 0);
+            coru__stack_set_current(s[i]);
+            ((char *)s[i]->lo)[s[i]->size - 1] = (char)i;
+            s[i]->owner_id = (uint64_t)i;
+        }
+        coru__stack_set_current(NULL);
+        for (int i = 0; i < 96; i++) {
+            cr_assert_eq(((char *)s[i]->lo)[s[i]->size - 1], (char)i);
+            coru__stack_free(i < 92 ? &p : NULL, s[i]);
+        }
+    }
+    coru__stack_pool_fini(&p);
+    coru__stack_thread_fini();
+    return NULL;
+}
+
+Test(stack, threads_share_the_global_sources_safely, .timeout = 120)
+{
+    enum { T = 4 };
+    pthread_t th[T];
+    size_t before = coru__stack_guarded_count();
+    for (int i = 0; i < T; i++) cr_assert_eq(pthread_create(&th[i], NULL, churn, NULL), 0);
+    for (int i = 0; i < T; i++) cr_assert_eq(pthread_join(th[i], NULL), 0);
+    cr_assert_eq(coru__stack_guarded_count(), before);
+}
