@@ -174,7 +174,7 @@ struct waker {
     bool own_engine;  /* create an engine first (the MSG_RING path) */
     int delay_ms;     /* sleep before waking, so the target is asleep */
     int wakes;        /* how many wakes to send */
-    _Atomic int sent; /* release: set after the wakes were sent */
+    _Atomic int news; /* what the wake announces; set before waking */
     uint64_t msg_sent, msg_failed; /* the waker engine's counters */
 };
 
@@ -184,8 +184,11 @@ static void *waker_main(void *arg)
     struct coru__engine *own = NULL;
     if (w->own_engine) own = make();
     if (w->delay_ms) sleep_ms(w->delay_ms);
+    /* The news first, then the wake (the order every waker must keep):
+     * a target that consumes the wake before the news is visible would
+     * otherwise go back to sleep for good. */
+    atomic_store_explicit(&w->news, 1, memory_order_release); /* pairs with acquire in wait_for_wake */
     for (int i = 0; i < w->wakes; i++) coru__engine_wake(w->target);
-    atomic_store_explicit(&w->sent, 1, memory_order_release); /* pairs with acquire in the test */
     if (own) {
         if (own->kind == CORU__ENGINE_URING) {
             w->msg_sent = own->u.msg_sent;
@@ -196,12 +199,12 @@ static void *waker_main(void *arg)
     return NULL;
 }
 
-/* Owner side: waits with no timeout until the waker has sent and the wake
+/* Owner side: waits with no timeout until the news is visible and the wake
  * has been seen on the path expected. A lost wake hangs here until the
  * test's timeout. */
 static void wait_for_wake(struct coru__engine *e, struct waker *w, bool via_msg)
 {
-    while (!atomic_load_explicit(&w->sent, memory_order_acquire)) /* pairs with release in waker_main */
+    while (!atomic_load_explicit(&w->news, memory_order_acquire)) /* pairs with release in waker_main */
         cr_assert_geq(coru__engine_wait(e, -1), 0);
     if (via_msg) {
         while (e->u.msg_recv == 0) cr_assert_eq(coru__engine_wait(e, -1), 0);

@@ -13,20 +13,23 @@
  *     rule.
  *
  * The wake protocol, and why no wake is lost (target T, waker W):
- *   1. W makes its news visible first (the scheduler's own release store,
- *      e.g. a run-queue push), then calls coru__engine_wake(T).
- *   2. The wake leaves a durable mark that T's next or current wait will
- *      find: either a CQE on T's ring (MSG_RING; the kernel posts it under
- *      its completion lock and wakes a waiter), or a nonzero eventfd
- *      counter, which T's armed read (or epoll) reports. Neither mark can
- *      be consumed by anything but T's wait, and several marks merge into
- *      at least one return.
- *   3. T's wait returns after consuming the mark; T then re-checks its
- *      queues. The syscall boundary of the mark (write(2), io_uring_enter)
- *      and T's wait syscall order W's step-1 stores before T's re-check.
- *   4. A MSG_RING that fails on submit, or whose failure CQE shows up
- *      during that submit, falls back to the eventfd write, so a mark is
- *      always left (see coru__uring_send_wake).
+ *   1. W publishes its news first, with its own release store (a run-queue
+ *      push, a flag), and only then calls coru__engine_wake(T).
+ *   2. The wake leaves a durable mark that T's current or next wait finds:
+ *      a CQE on T's ring (MSG_RING; the kernel posts it and wakes a waiter)
+ *      or a nonzero eventfd counter, which T's armed read (or epoll)
+ *      reports. Only T's wait consumes a mark; several marks may merge
+ *      into one return, never into none.
+ *   3. After every return from wait, T re-checks for news with an acquire
+ *      load. If T checked before W's store it then waits, and the mark of
+ *      step 2, made after that store, ends the wait; the re-check after it
+ *      sees the news. The engine carries no data: the scheduler's
+ *      release/acquire pair does.
+ *   4. A MSG_RING that the kernel refuses at submit, or whose failure CQE
+ *      shows up during that submit, falls back to the eventfd write, so a
+ *      mark is always left (see coru__uring_send_wake).
+ *   A wake from the owner itself (a completion callback, say) only sets
+ *   self_wake: the owner is awake, and its next wait merely polls.
  */
 #include "io/engine_impl.h"
 

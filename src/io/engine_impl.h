@@ -23,7 +23,13 @@
  *   - user_data / epoll data: a value below CORU__TAG_LIMIT is one of the
  *     tags below; anything else is a struct coru__engine_op *, whose
  *     complete() the owner calls from coru__engine_wait. liburing's own
- *     LIBURING_UDATA_TIMEOUT (all ones) is ignored too.
+ *     LIBURING_UDATA_TIMEOUT (all ones) is ignored too. For io_uring, res
+ *     is the CQE's res; for epoll, the ready events (EPOLLIN...; never
+ *     negative, epoll does not report EPOLLET/EPOLLONESHOT back).
+ *   - complete() may queue and submit more work and may wake engines
+ *     (itself included), but must not call coru__engine_wait or destroy.
+ *   - Every op must have completed before coru__engine_destroy; destroy
+ *     panics if it reaps an op's CQE (io_uring).
  */
 #ifndef CORU_ENGINE_IMPL_H
 #define CORU_ENGINE_IMPL_H

@@ -25,7 +25,8 @@
 #define JOIN_DONE ((struct coru_co *)(uintptr_t)1)
 
 void coru__schedule_new(struct coru_co *co);
-void coru__live_add(void);
+void coru__count_spawn(void);
+void coru__co_started(void);
 int coru__running(void);
 void coru__exit_switch(void);
 void coru__co_entry(void *p);
@@ -59,7 +60,7 @@ int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_a
     co->wake_code = 0;
     co->wait_data = NULL;
     if (out) *out = co;
-    coru__live_add();
+    coru__count_spawn();
     coru__schedule_new(co);
     return 0;
 }
@@ -87,6 +88,7 @@ static void co_unref(struct coru_co *co)
 void coru__co_entry(void *p)
 {
     struct coru_co *co = p;
+    coru__co_started();
     void *r = co->fn(co->arg);
     co->result = r;
     /* acq_rel: release publishes result to the joiner (pairs with the
@@ -103,7 +105,6 @@ void coru__co_finished(struct coru__worker *w, struct coru_co *co)
 {
     if (co->stack) {
         coru__ctx_release(&co->ctx);
-        co->stack->owner_id = 0;
         coru__stack_free(w ? &w->pool : NULL, co->stack);
         co->stack = NULL;
     }

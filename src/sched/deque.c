@@ -157,10 +157,11 @@ void *coru__deque_pop(struct coru__deque *d)
                 memory_order_seq_cst, memory_order_relaxed))
             item = NULL;
     }
-    /* Deque is now empty with top == b + 1: restore bottom to match.
-     * relaxed: thieves that read the lowered bottom saw an empty deque,
-     * which it was; the release fence in our last push already covers the
-     * slots for anyone reading this value. */
+    /* The deque is now empty with top == b + 1 (moved by our CAS, a
+     * thief's, or already there): restore bottom to match. relaxed: a grab
+     * that reads it finds bottom == top and takes nothing; one that read
+     * the lowered bottom backed off, which was right since index b is
+     * taken either way. */
     atomic_store_explicit(&d->bottom, b + 1, memory_order_relaxed);
     return item;
 }

@@ -6,13 +6,15 @@
  *     It is taken from there by exactly one worker (deque grab is a CAS;
  *     the global queue is under gq_lock).
  *   - A coroutine is enqueued by its own worker only after it switched
- *     out (the post-switch actions in run_one), or by a waker after the
+ *     out (the post-switch actions in finish_switch), or by a waker after the
  *     park was committed (see sched.h), so no two threads ever run it.
- *   - rt.live counts coroutines spawned and not finished; when it drops
- *     to 0 the run stops, and not before: no coroutine is dropped.
+ *   - The run stops when the coroutines spawned equal those finished,
+ *     and not before: no coroutine is dropped. Each worker counts its own
+ *     spawns and finishes (plain counters, no shared cache line on the
+ *     hot path); an idle worker sums them (quiescent()).
  *
  * Ownership map:
- *   rt.gq_*          gq_lock
+ *   rt.gq_*          gq_lock (a spinlock: never held across a syscall)
  *   rt.idle_head, worker.idle_listed, worker.idle_next      idle_lock
  *   rt.nidle         written under idle_lock, read anywhere (seq_cst)
  *   rt.nspinning     any thread, seq_cst RMW
@@ -44,38 +46,46 @@
 #include <string.h>
 
 #include "io/engine.h"
+#include "sched/lock.h"
 #include "sched/sched.h"
 
 #define DEQUE_CAP 256
 #define GQ_POLL_INTERVAL 61 /* ticks between global queue checks */
 #define LIFO_MAX_STREAK 3   /* run-next uses in a row before the deque */
-#define SPIN_ROUNDS 4
+#define OLDEST_INTERVAL 1024 /* ticks between runs of the oldest deque entry */
+#define SPIN_NS 30000      /* how long an idle worker looks for work before sleeping */
 
 enum { POST_NONE = 0, POST_YIELD, POST_PARK, POST_EXIT };
 
 static struct {
+    /* read-mostly */
     _Atomic int state; /* 0 idle, 1 running */
     unsigned n;
     struct coru__worker *w;
-
-    pthread_mutex_t gq_lock;
-    struct coru_co *gq_head, *gq_tail;
-    _Atomic size_t gq_len; /* written under gq_lock; read racily as a hint */
-
-    pthread_mutex_t idle_lock;
-    struct coru__worker *idle_head;
-    _Atomic unsigned nidle;
-    _Atomic unsigned nspinning;
-
-    _Atomic uint64_t live;
     _Atomic bool stop;
     _Atomic int start_err;
     pthread_barrier_t start_bar, stop_bar;
 
+    /* Global queue: a growable ring of pointers (no walking of cold
+     * coroutine structs), under gq_lock. */
+    CORU_ALIGNED_CL struct coru__lock gq_lock;
+    struct coru_co **gq_buf;
+    size_t gq_cap, gq_head;
+    _Atomic size_t gq_len; /* written under gq_lock; read racily as a hint */
+
+    CORU_ALIGNED_CL pthread_mutex_t idle_lock;
+    struct coru__worker *idle_head;
+    _Atomic unsigned nidle;
+
+    CORU_ALIGNED_CL _Atomic unsigned nspinning;
+
+    /* coroutines spawned from plain threads (and coru_run's main), for
+     * the termination count; see quiescent() */
+    CORU_ALIGNED_CL _Atomic uint64_t ext_spawned;
+
     pthread_mutex_t stats_lock; /* guards w[] lifetime against coru_stats */
     struct coru_stats last;
 } rt = {
-    .gq_lock = PTHREAD_MUTEX_INITIALIZER,
     .idle_lock = PTHREAD_MUTEX_INITIALIZER,
     .stats_lock = PTHREAD_MUTEX_INITIALIZER,
     .last = {.engine = "none"},
@@ -109,69 +119,63 @@ int coru__can_park(void)
 
 /* ---------------------------------------------------------------- queues */
 
-static void push_local(struct coru__worker *w, struct coru_co *co);
+static void push_local(struct coru__worker *w, struct coru__deque *d, struct coru_co *co);
 
-/* Global queue; any thread. */
-static void gq_push_list(struct coru_co *head, struct coru_co *tail, size_t n)
+/* Global queue; any thread. Appends n coroutines. */
+static void gq_push(struct coru_co **cos, size_t n)
 {
-    tail->next = NULL;
-    pthread_mutex_lock(&rt.gq_lock);
-    if (rt.gq_tail)
-        rt.gq_tail->next = head;
-    else
-        rt.gq_head = head;
-    rt.gq_tail = tail;
-    /* relaxed: the hint is read racily; the mutex orders the list itself */
-    atomic_store_explicit(&rt.gq_len, rt.gq_len + n, memory_order_relaxed);
-    pthread_mutex_unlock(&rt.gq_lock);
+    coru__lock(&rt.gq_lock);
+    size_t len = atomic_load_explicit(&rt.gq_len, memory_order_relaxed);
+    if (len + n > rt.gq_cap) {
+        size_t cap = rt.gq_cap ? rt.gq_cap : 1024;
+        while (cap < len + n) cap *= 2;
+        struct coru_co **nb = malloc(cap * sizeof *nb);
+        if (!nb) CORU_PANIC("out of memory growing the global run queue to %zu", cap);
+        for (size_t i = 0; i < len; i++) nb[i] = rt.gq_buf[(rt.gq_head + i) % rt.gq_cap];
+        free(rt.gq_buf);
+        rt.gq_buf = nb;
+        rt.gq_cap = cap;
+        rt.gq_head = 0;
+    }
+    for (size_t i = 0; i < n; i++) rt.gq_buf[(rt.gq_head + len + i) % rt.gq_cap] = cos[i];
+    /* relaxed: the hint is read racily; the lock orders the ring itself */
+    atomic_store_explicit(&rt.gq_len, len + n, memory_order_relaxed);
+    coru__unlock(&rt.gq_lock);
 }
 
 /* Takes a fair share of the global queue: returns one coroutine to run and
- * moves up to a batch more into w's deque. Worker only. */
+ * moves the rest of the batch into w's deque. Worker only. */
 static struct coru_co *gq_take(struct coru__worker *w)
 {
     if (atomic_load_explicit(&rt.gq_len, memory_order_relaxed) == 0) return NULL;
-    pthread_mutex_lock(&rt.gq_lock);
+    struct coru_co *batch[DEQUE_CAP / 2];
+    coru__lock(&rt.gq_lock);
     size_t len = atomic_load_explicit(&rt.gq_len, memory_order_relaxed);
-    if (len == 0) {
-        pthread_mutex_unlock(&rt.gq_lock);
-        return NULL;
-    }
     size_t n = len / rt.n + 1;
     if (n > DEQUE_CAP / 2) n = DEQUE_CAP / 2;
-    size_t room = DEQUE_CAP - coru__deque_size(&w->dq); /* owner: exact */
+    size_t room = DEQUE_CAP - coru__deque_size(&w->yq); /* owner: exact */
     if (n > room + 1) n = room + 1; /* one is returned, the rest pushed */
     if (n > len) n = len;
-    struct coru_co *first = rt.gq_head, *co = first;
-    for (size_t i = 1; i < n; i++) co = co->next;
-    rt.gq_head = co->next;
-    if (!rt.gq_head) rt.gq_tail = NULL;
+    for (size_t i = 0; i < n; i++) batch[i] = rt.gq_buf[(rt.gq_head + i) % rt.gq_cap];
+    if (n) rt.gq_head = (rt.gq_head + n) % rt.gq_cap;
     atomic_store_explicit(&rt.gq_len, len - n, memory_order_relaxed);
-    pthread_mutex_unlock(&rt.gq_lock);
-    co->next = NULL;
-    struct coru_co *rest = first->next;
-    while (rest) {
-        struct coru_co *nx = rest->next;
-        push_local(w, rest);
-        rest = nx;
-    }
-    return first;
+    coru__unlock(&rt.gq_lock);
+    if (!n) return NULL;
+    /* Into the FIFO yield queue: they waited longest, and refilling the
+     * LIFO work deque would bury what is already there. */
+    for (size_t i = 1; i < n; i++) push_local(w, &w->yq, batch[i]);
+    return batch[0];
 }
 
-/* Pushes onto w's deque; when full, moves half of it plus co to the
- * global queue (Go's runqputslow). Owner only. */
-static void push_local(struct coru__worker *w, struct coru_co *co)
+/* Pushes onto one of w's deques; when full, moves half of it plus co to
+ * the global queue (Go's runqputslow). Owner only. */
+static void push_local(struct coru__worker *w, struct coru__deque *d, struct coru_co *co)
 {
-    if (likely(coru__deque_push(&w->dq, co))) return;
-    void *batch[DEQUE_CAP / 2];
-    size_t n = coru__deque_grab(&w->dq, batch, DEQUE_CAP / 2);
-    struct coru_co *head = co, *tail = co;
-    for (size_t i = n; i > 0; i--) {
-        struct coru_co *b = batch[i - 1];
-        b->next = head;
-        head = b;
-    }
-    gq_push_list(head, tail, n + 1);
+    if (likely(coru__deque_push(d, co))) return;
+    void *batch[DEQUE_CAP / 2 + 1];
+    size_t n = coru__deque_grab(d, batch, DEQUE_CAP / 2);
+    batch[n++] = co;
+    gq_push((struct coru_co **)batch, n);
 }
 
 /* ---------------------------------------------------------------- waking */
@@ -232,7 +236,7 @@ static void schedule_next(struct coru__worker *w, struct coru_co *co)
     struct coru_co *prev = w->lifo;
     w->lifo = co;
     if (prev) {
-        push_local(w, prev);
+        push_local(w, &w->dq, prev);
         notify();
     }
 }
@@ -240,10 +244,10 @@ static void schedule_next(struct coru__worker *w, struct coru_co *co)
 void coru__ready(struct coru_co *co)
 {
     /* acq_rel: release publishes what the waker wrote (wake_code, a value)
-     * to the coroutine; acquire pairs with the commit CAS in run_one, so
+     * to the coroutine; acquire pairs with the commit CAS in finish_switch, so
      * the saved registers are visible before we enqueue co. */
     int old = atomic_exchange_explicit(&co->pstate, CO_WOKEN, memory_order_acq_rel);
-    if (old == CO_PARKING) return; /* run_one's commit will fail and requeue */
+    if (old == CO_PARKING) return; /* finish_switch's commit will fail and requeue */
     if (unlikely(old != CO_PARKED))
         CORU_PANIC("coroutine %llu woken while not parked (state %d)", (unsigned long long)co->id, old);
     struct coru__worker *w = coru__worker_self();
@@ -251,7 +255,7 @@ void coru__ready(struct coru_co *co)
         coru__stat_inc(&w->st.wakeups);
         schedule_next(w, co);
     } else {
-        gq_push_list(co, co, 1);
+        gq_push(&co, 1);
         notify();
     }
 }
@@ -261,10 +265,17 @@ void coru__schedule_new(struct coru_co *co)
 {
     struct coru__worker *w = coru__worker_self();
     if (w) {
+        /* As Go does: the newest spawn runs next, the one it displaces
+         * goes to the queue. Spawn trees then run depth first, so few
+         * coroutines (and stacks) are alive at once. */
         coru__stat_inc(&w->st.spawns);
-        push_local(w, co);
+        struct coru_co *prev = w->lifo;
+        w->lifo = co;
+        if (prev) push_local(w, &w->dq, prev);
+        notify();
+        return;
     } else {
-        gq_push_list(co, co, 1);
+        gq_push(&co, 1);
     }
     notify();
 }
@@ -280,22 +291,43 @@ static inline uint32_t rnd(struct coru__worker *w)
     return w->rng = x;
 }
 
+/* Local order: the run-next slot, then the work deque newest first
+ * (depth first, as in Cilk: a spawn tree keeps few coroutines and stacks
+ * alive, while thieves take the oldest, biggest pieces), then the yield
+ * queue oldest first. Every GQ_POLL_INTERVAL ticks the yield queue goes
+ * first, every OLDEST_INTERVAL ticks the oldest deque entry does (rarely,
+ * so depth-first order mostly holds, but a busy worker's oldest work
+ * still runs without a thief), and after LIFO_MAX_STREAK run-next turns
+ * in a row the deque does, so two coroutines waking each other cannot
+ * starve the rest. */
 static struct coru_co *take_local(struct coru__worker *w)
 {
+    void *co;
+    if (w->tick % GQ_POLL_INTERVAL == 0 && coru__deque_grab(&w->yq, &co, 1)) return co;
+    if (w->tick % OLDEST_INTERVAL == 0 && coru__deque_grab(&w->dq, &co, 1)) return co;
+    if (w->lifo_streak >= LIFO_MAX_STREAK) {
+        w->lifo_streak = 0;
+        if ((co = coru__deque_pop(&w->dq)) || coru__deque_grab(&w->yq, &co, 1)) return co;
+    }
     if (w->lifo) {
-        if (w->lifo_streak < LIFO_MAX_STREAK || coru__deque_size(&w->dq) == 0) {
-            struct coru_co *co = w->lifo;
-            w->lifo = NULL;
-            w->lifo_streak++;
-            return co;
-        }
-        /* Two coroutines waking each other must not starve the queue. */
-        push_local(w, w->lifo);
+        co = w->lifo;
         w->lifo = NULL;
+        w->lifo_streak++;
+        return co;
     }
     w->lifo_streak = 0;
-    void *co;
-    return coru__deque_grab(&w->dq, &co, 1) ? co : NULL;
+    if ((co = coru__deque_pop(&w->dq))) return co;
+    return coru__deque_grab(&w->yq, &co, 1) ? co : NULL;
+}
+
+/* The fast path shared by the scheduler loop and direct switches: the
+ * global queue now and then (so it never starves), else the run-next
+ * slot and the own deque. Owner only. */
+static struct coru_co *next_local(struct coru__worker *w)
+{
+    struct coru_co *co;
+    if (++w->tick % GQ_POLL_INTERVAL == 0 && (co = gq_take(w))) return co;
+    return take_local(w);
 }
 
 /* Steals half of a random victim's deque. */
@@ -309,9 +341,9 @@ static struct coru_co *steal(struct coru__worker *w)
         struct coru__worker *v = &rt.w[(start + i) % n];
         if (v == w) continue;
         size_t got = coru__deque_grab(&v->dq, buf, DEQUE_CAP / 2);
+        if (!got) got = coru__deque_grab(&v->yq, buf, DEQUE_CAP / 2);
         if (!got) continue;
-        for (size_t k = 1; k < got; k++)
-            if (!coru__deque_push(&w->dq, buf[k])) CORU_PANIC("own deque full while stealing");
+        for (size_t k = got - 1; k > 0; k--) push_local(w, &w->dq, buf[k]);
         atomic_store_explicit(&w->st.steals,
                               atomic_load_explicit(&w->st.steals, memory_order_relaxed) + got,
                               memory_order_relaxed);
@@ -320,11 +352,13 @@ static struct coru_co *steal(struct coru__worker *w)
     return NULL;
 }
 
+static bool quiescent(void);
+
 static bool any_work(void)
 {
     if (atomic_load_explicit(&rt.gq_len, memory_order_relaxed)) return true;
     for (unsigned i = 0; i < rt.n; i++)
-        if (coru__deque_size(&rt.w[i].dq)) return true;
+        if (coru__deque_size(&rt.w[i].dq) || coru__deque_size(&rt.w[i].yq)) return true;
     return false;
 }
 
@@ -344,6 +378,7 @@ static void go_idle(struct coru__worker *w)
         atomic_fetch_sub_explicit(&rt.nspinning, 1, memory_order_seq_cst); /* I2 */
     }
     atomic_thread_fence(memory_order_seq_cst); /* I3: pairs with S2 in notify */
+    if (!any_work() && quiescent()) stop_all(); /* the last coroutine finished */
     if (any_work() || atomic_load_explicit(&rt.stop, memory_order_seq_cst)) {
         pthread_mutex_lock(&rt.idle_lock);
         bool listed = w->idle_listed;
@@ -381,10 +416,8 @@ static void go_idle(struct coru__worker *w)
 static struct coru_co *find_work(struct coru__worker *w)
 {
     for (;;) {
-        w->tick++;
         struct coru_co *co;
-        if (w->tick % GQ_POLL_INTERVAL == 0 && (co = gq_take(w))) goto found;
-        if ((co = take_local(w))) goto found;
+        if ((co = next_local(w))) goto found;
         if ((co = gq_take(w))) goto found;
         if (atomic_load_explicit(&rt.stop, memory_order_relaxed)) return NULL;
 
@@ -397,14 +430,17 @@ static struct coru_co *find_work(struct coru__worker *w)
             }
         }
         if (w->spinning) {
-            for (int i = 0; i < SPIN_ROUNDS; i++) {
+            int64_t until = coru__now_ns() + SPIN_NS;
+            do {
                 if ((co = steal(w)) || (co = gq_take(w))) goto found;
+                for (int i = 0; i < 32; i++) {
 #if defined(__x86_64__)
-                __builtin_ia32_pause();
+                    __builtin_ia32_pause();
 #elif defined(__aarch64__)
-                __asm__ volatile("yield");
+                    __asm__ volatile("yield");
 #endif
-            }
+                }
+            } while (coru__now_ns() < until && !atomic_load_explicit(&rt.stop, memory_order_relaxed));
         }
         go_idle(w);
         continue;
@@ -414,31 +450,45 @@ static struct coru_co *find_work(struct coru__worker *w)
     }
 }
 
-/* ---------------------------------------------------------------- running */
+/* ---------------------------------------------------------------- running
+ *
+ * Switches go straight from one coroutine to the next when the worker has
+ * local work, and through the scheduler context only when it must look
+ * further (steal, sleep). Either way, what must happen to the coroutine
+ * that switched out (requeue it, commit its park, free it) cannot happen
+ * before its registers are saved, so it is recorded in w->prev / w->post
+ * and done by finish_switch() in whatever context runs next, right after
+ * the switch: in the scheduler loop, in a resumed coroutine, or first
+ * thing in a new one.
+ */
 
 void coru__co_entry(void *p);
 void coru__co_finished(struct coru__worker *w, struct coru_co *co);
 
-static void run_one(struct coru__worker *w, struct coru_co *co)
+/* Gives a coroutine that never ran its stack and first frame. */
+static void prepare(struct coru__worker *w, struct coru_co *co)
 {
-    if (!co->stack) {
-        int rc = coru__stack_alloc(&w->pool, co->stack_size, &co->stack);
-        if (rc) CORU_PANIC("no memory for the stack of coroutine %llu (%zu bytes): %d",
-                           (unsigned long long)co->id, coru__stack_round(co->stack_size), rc);
-        co->stack->owner_id = co->id;
-        coru__ctx_make(&co->ctx, co->stack, coru__co_entry, co);
-    }
-    /* relaxed: we own co (taken from a queue with acquire) */
-    atomic_store_explicit(&co->pstate, CO_RUNNING, memory_order_relaxed);
-    w->cur = co;
+    if (likely(co->stack != NULL)) return;
+    int rc = coru__stack_alloc(&w->pool, co->stack_size, &co->stack);
+    if (rc) CORU_PANIC("no memory for the stack of coroutine %llu (%zu bytes): %d",
+                       (unsigned long long)co->id, coru__stack_round(co->stack_size), rc);
+    co->stack->owner_id = co->id;
+    coru__ctx_make(&co->ctx, co->stack, coru__co_entry, co);
+}
+
+/* The post-switch action for w->prev. Owner only, right after a switch. */
+static void finish_switch(struct coru__worker *w)
+{
+    struct coru_co *co = w->prev;
+    int post = w->post;
+    w->prev = NULL;
     w->post = POST_NONE;
-    coru__stat_inc(&w->st.switches);
-    coru__ctx_switch(w->sched_ctx, &co->ctx);
-    w->cur = NULL;
-    switch (w->post) {
+    switch (post) {
+    case POST_NONE:
+        return;
     case POST_YIELD:
-        push_local(w, co);
-        break;
+        push_local(w, &w->yq, co);
+        return;
     case POST_PARK: {
         coru__stat_inc(&w->st.parks);
         int expect = CO_PARKING;
@@ -451,46 +501,83 @@ static void run_one(struct coru__worker *w, struct coru_co *co)
             coru__stat_inc(&w->st.wakeups);
             schedule_next(w, co);
         }
-        break;
+        return;
     }
     case POST_EXIT:
         coru__co_finished(w, co);
-        /* acq_rel: the last finisher sees every other's effects */
-        if (atomic_fetch_sub_explicit(&rt.live, 1, memory_order_acq_rel) == 1) stop_all();
-        break;
+        /* release: quiescent() reads finished with acquire, and then must
+         * see the spawns this coroutine made. */
+        atomic_store_explicit(&w->finished, atomic_load_explicit(&w->finished, memory_order_relaxed) + 1,
+                              memory_order_release);
+        return;
     default:
         CORU_PANIC("coroutine %llu switched out without a reason", (unsigned long long)co->id);
     }
 }
 
-/* Called on a coroutine: switch to the scheduler with a post action. */
-static void to_scheduler(int post)
+/* Called on a coroutine (from) that stops running for `post`: switches to
+ * the next local coroutine, or to the scheduler when there is none.
+ * Returns when `from` is resumed (maybe on another worker). */
+static void switch_out(struct coru__worker *w, struct coru_co *from, int post)
 {
-    struct coru__worker *w = coru__worker_self();
-    struct coru_co *co = w->cur;
+    w->prev = from;
     w->post = post;
-    coru__ctx_switch(&co->ctx, w->sched_ctx);
+    struct coru__ctx *to = w->sched_ctx;
+    struct coru_co *next = next_local(w);
+    if (next) {
+        prepare(w, next);
+        /* relaxed: we own next (taken from a queue with acquire) */
+        atomic_store_explicit(&next->pstate, CO_RUNNING, memory_order_relaxed);
+        coru__stat_inc(&w->st.switches);
+        to = &next->ctx;
+    }
+    w->cur = next;
+    if (post == POST_EXIT) coru__ctx_switch_final(&from->ctx, to);
+    coru__ctx_switch(&from->ctx, to);
+    finish_switch(coru__worker_self()); /* maybe another worker now */
+}
+
+/* First code a new coroutine runs (see coro.c). */
+void coru__co_started(void);
+void coru__co_started(void)
+{
+    finish_switch(coru__worker_self());
 }
 
 void coru__park(void)
 {
-    to_scheduler(POST_PARK);
+    struct coru__worker *w = coru__worker_self();
+    switch_out(w, w->cur, POST_PARK);
 }
 
 void coru__exit_switch(void);
 void coru__exit_switch(void)
 {
     struct coru__worker *w = coru__worker_self();
-    w->post = POST_EXIT;
-    coru__ctx_switch_final(&w->cur->ctx, w->sched_ctx);
+    switch_out(w, w->cur, POST_EXIT);
 }
 
 int coru_yield(void)
 {
     int rc = coru__can_park();
     if (rc) return rc;
-    to_scheduler(POST_YIELD);
+    struct coru__worker *w = coru__worker_self();
+    switch_out(w, w->cur, POST_YIELD);
     return 0;
+}
+
+/* The scheduler loop of one worker, on its native context. */
+static void sched_loop(struct coru__worker *w)
+{
+    struct coru_co *co;
+    while ((co = find_work(w))) {
+        prepare(w, co);
+        atomic_store_explicit(&co->pstate, CO_RUNNING, memory_order_relaxed); /* we own co */
+        w->cur = co;
+        coru__stat_inc(&w->st.switches);
+        coru__ctx_switch(w->sched_ctx, &co->ctx);
+        finish_switch(w);
+    }
 }
 
 int coru_worker(void)
@@ -499,12 +586,33 @@ int coru_worker(void)
     return w ? (int)w->id : -1;
 }
 
-void coru__live_add(void);
-void coru__live_add(void)
+/* Counts a spawn for the termination check. Before the coroutine is
+ * published, so that whoever sees it finish also sees it spawned. */
+void coru__count_spawn(void);
+void coru__count_spawn(void)
 {
-    atomic_fetch_add_explicit(&rt.live, 1, memory_order_relaxed); /* the
-        spawner is itself live (or it is coru_run before the start), so
-        this can never race with the count reaching 0 */
+    struct coru__worker *w = coru__worker_self();
+    if (w)
+        atomic_store_explicit(&w->spawned, atomic_load_explicit(&w->spawned, memory_order_relaxed) + 1,
+                              memory_order_relaxed); /* owner only; published by the queue push (release) */
+    else
+        atomic_fetch_add_explicit(&rt.ext_spawned, 1, memory_order_seq_cst);
+}
+
+/* Whether every coroutine spawned has finished. Reads all finish counts,
+ * then all spawn counts: counts only grow, and a finish is counted after
+ * its spawn (happens-before through the queue), so if the sums agree
+ * there was a moment between the two passes when none was alive; after
+ * that moment none can appear (spawns come from live coroutines, or from
+ * plain threads, which must not race with the end of the run). */
+static bool quiescent(void)
+{
+    uint64_t fin = 0, sp = 0;
+    for (unsigned i = 0; i < rt.n; i++)
+        fin += atomic_load_explicit(&rt.w[i].finished, memory_order_seq_cst); /* pairs with the release in finish_switch */
+    for (unsigned i = 0; i < rt.n; i++) sp += atomic_load_explicit(&rt.w[i].spawned, memory_order_seq_cst);
+    sp += atomic_load_explicit(&rt.ext_spawned, memory_order_seq_cst);
+    return sp == fin;
 }
 
 int coru__running(void);
@@ -529,8 +637,7 @@ static void *worker_main(void *p)
     w->sched_ctx = coru__ctx_thread();
     pthread_barrier_wait(&rt.start_bar);
     if (!atomic_load(&rt.start_err)) {
-        struct coru_co *co;
-        while ((co = find_work(w))) run_one(w, co);
+        sched_loop(w);
     }
     /* All workers agree the run is over before any engine goes away, so
      * no wake can target a destroyed engine. */
@@ -616,8 +723,11 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
         ws[i].rng = 0x9e3779b9u * (i + 1) ^ (uint32_t)coru__now_ns();
         if (!ws[i].rng) ws[i].rng = 1;
         coru__stack_pool_init(&ws[i].pool);
-        if (coru__deque_init(&ws[i].dq, DEQUE_CAP)) {
-            for (unsigned k = 0; k < i; k++) coru__deque_fini(&ws[k].dq);
+        if (coru__deque_init(&ws[i].dq, DEQUE_CAP) || coru__deque_init(&ws[i].yq, DEQUE_CAP)) {
+            for (unsigned k = 0; k <= i; k++) {
+                coru__deque_fini(&ws[k].dq);
+                coru__deque_fini(&ws[k].yq);
+            }
             free(ws);
             rc = -ENOMEM;
             goto out_state;
@@ -627,12 +737,14 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
     rt.n = n;
     rt.w = ws;
     pthread_mutex_unlock(&rt.stats_lock);
-    rt.gq_head = rt.gq_tail = NULL;
+    coru__lock_init(&rt.gq_lock);
+    rt.gq_buf = NULL;
+    rt.gq_cap = rt.gq_head = 0;
     atomic_store(&rt.gq_len, 0);
     rt.idle_head = NULL;
     atomic_store(&rt.nidle, 0);
     atomic_store(&rt.nspinning, 0);
-    atomic_store(&rt.live, 0);
+    atomic_store(&rt.ext_spawned, 0);
     atomic_store(&rt.stop, false);
     atomic_store(&rt.start_err, 0);
     pthread_barrier_init(&rt.start_bar, NULL, n);
@@ -658,12 +770,9 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
         rc = atomic_load(&rt.start_err);
         if (rc) {
             /* The run never started: the main coroutine is still queued. */
-            while (rt.gq_head) {
-                struct coru_co *co = rt.gq_head;
-                rt.gq_head = co->next;
-                coru__co_finished(NULL, co);
-            }
-            rt.gq_tail = NULL;
+            for (size_t i = 0; i < atomic_load(&rt.gq_len); i++)
+                coru__co_finished(NULL, rt.gq_buf[(rt.gq_head + i) % rt.gq_cap]);
+            atomic_store(&rt.gq_len, 0);
         }
     }
     pthread_barrier_destroy(&rt.start_bar);
@@ -673,7 +782,13 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
     rt.last.workers = n;
     rt.last.engine = coru__engine_name(coru__engine_kind());
     snapshot_stats(&rt.last);
-    for (unsigned i = 0; i < n; i++) coru__deque_fini(&ws[i].dq);
+    for (unsigned i = 0; i < n; i++) {
+        coru__deque_fini(&ws[i].dq);
+        coru__deque_fini(&ws[i].yq);
+    }
+    free(rt.gq_buf);
+    rt.gq_buf = NULL;
+    coru__stack_depot_trim(); /* the run's cached stacks go back to the OS */
     free(ws);
     rt.w = NULL;
     pthread_mutex_unlock(&rt.stats_lock);

@@ -72,12 +72,14 @@ struct coru_co {
 
 /* Per-worker state. Owner: the worker thread, unless a field says else. */
 struct coru__worker {
-    struct coru__deque dq;       /* push/pop by owner, grab by anyone */
+    struct coru__deque dq;       /* work: push/pop (LIFO) by owner, grab by anyone */
+    struct coru__deque yq;       /* yielded: push/grab (FIFO) by owner, grab by anyone */
     unsigned id;
     struct coru_co *lifo;        /* run-next slot, owner only */
     unsigned lifo_streak;        /* consecutive LIFO runs, owner only */
     struct coru_co *cur;         /* coroutine running now, owner only */
-    int post;                    /* post-switch action for `cur` */
+    struct coru_co *prev;        /* coroutine just switched out, owner only */
+    int post;                    /* what finish_switch does with `prev` */
     struct coru__ctx *sched_ctx; /* the thread's native context */
     struct coru__stack_pool pool;
     struct coru__engine *eng;    /* created on the worker thread */
@@ -87,6 +89,8 @@ struct coru__worker {
     bool idle_listed;            /* guarded by rt.idle_lock */
     struct coru__worker *idle_next; /* guarded by rt.idle_lock */
     pthread_t thread;
+    _Atomic uint64_t spawned, finished; /* termination count: written by the
+                                           owner, summed by idle workers */
     struct {
         _Atomic uint64_t switches, spawns, steals, parks, wakeups, sleeps;
     } st;                        /* written by the owner only, read by anyone */

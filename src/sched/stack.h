@@ -90,20 +90,32 @@ void coru__stack_free(struct coru__stack_pool *p, struct coru__stack *s);
 /* Canary check, called on every switch out of a coroutine. For an
  * unguarded stack whose canary is broken it prints
  *   "coru: coroutine <id> overflowed its stack (<size> bytes)"
- * and aborts. Cheap (one compare) and a no-op for guarded stacks. */
+ * and aborts. Cheap (eight word compares, no branch per word) and a no-op
+ * for guarded stacks. Any thread. */
 void coru__stack_check(const struct coru__stack *s);
 
 /* Per-thread setup of the overflow reporter: installs (once per process)
- * a SIGSEGV/SIGBUS handler and gives the calling thread an alternate
- * signal stack. The handler, when the faulting address lies in the guard
- * page of the thread's current stack, prints the same message as
- * coru__stack_check and aborts; other faults get the default action.
- * Returns 0 or -errno. thread_fini releases the alternate stack. */
+ * a SIGSEGV/SIGBUS handler and gives the calling thread a 64 KiB alternate
+ * signal stack (unless it already has one, e.g. from ASan). The handler,
+ * when the faulting address lies in the guard page of the thread's current
+ * stack or up to 64 KiB below its lo, prints the same message as
+ * coru__stack_check and aborts; other faults go to the handler that was
+ * installed before, or get the default action. Idempotent. Returns 0 or
+ * -errno (-ENOMEM). thread_fini releases the alternate stack and clears
+ * the current stack. */
 int coru__stack_thread_init(void);
 void coru__stack_thread_fini(void);
 /* Tells the overflow reporter which stack the thread now runs on (NULL:
  * its own thread stack). Called by the context-switch layer. */
 void coru__stack_set_current(struct coru__stack *s);
+
+/* The depot: a process-wide cache (at most 2048 stacks) between the
+ * per-worker pools and the OS. A pool past its high-water mark moves half
+ * of itself there; an empty pool refills from it; stacks beyond its bound
+ * go back to the OS. trim releases every stack it holds (coru_run calls
+ * it when a run ends). */
+void coru__stack_depot_trim(void);
+size_t coru__stack_depot_count(void);
 
 /* Counters for tests: stacks mapped with guard pages now, and the budget. */
 size_t coru__stack_guarded_count(void);
