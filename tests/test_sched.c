@@ -25,6 +25,17 @@ const char *__asan_default_options(void)
 }
 #endif
 
+#ifdef CORU_TSAN
+/* The overflow test forks a child that starts a runtime (threads); the
+ * parent, Criterion's runner, already has threads. TSan refuses that by
+ * default; the child only needs to run long enough to overflow. */
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+    return "die_after_fork=0";
+}
+#endif
+
 static const enum coru_io engines[] = {CORU_IO_URING, CORU_IO_EPOLL};
 #define FOR_EACH_ENGINE(var) for (size_t var##_i = 0; var##_i < 2; var##_i++) \
     for (enum coru_io var = engines[var##_i], *var##_once = (void *)1; var##_once; var##_once = NULL)
