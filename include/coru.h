@@ -96,7 +96,18 @@ CORU_API int coru_stats(struct coru_stats *out);
 
 typedef struct coru_co coru_t;
 
-/* Per-spawn attributes; NULL or zero fields mean the defaults. */
+/* Per-spawn attributes; NULL or zero fields mean the defaults.
+ *
+ * Stacks: a coroutine gets its stack when it first runs (a spawned but not
+ * yet started coroutine costs about 160 bytes), from a per-worker pool.
+ * Stacks have a guard page below them while the process's mappings stay
+ * well under vm.max_map_count; past that they carry a canary checked at
+ * every switch out. Either way an overflow aborts the process with
+ *   coru: coroutine <id> overflowed its stack (<size> bytes)
+ * and never corrupts memory silently (a single frame larger than the guard
+ * or canary window can still jump past it: give such coroutines a bigger
+ * stack). If no memory can be had for a stack when a coroutine first runs,
+ * the process aborts with a message naming it, as Go does. */
 struct coru_attr {
     size_t stack_size; /* bytes; 0 = the runtime's default */
 };

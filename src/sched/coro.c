@@ -17,6 +17,7 @@
  *     but not yet started coroutines cost no stack memory.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,103 @@ void coru__co_finished(struct coru__worker *w, struct coru_co *co);
 
 static _Atomic uint64_t next_id = 1;
 
+/* Coroutine structs are recycled: each worker keeps a small free list
+ * (owner only), and a process-wide depot (under depot_lock) moves them in
+ * batches from workers that finish coroutines to workers that spawn them,
+ * so a spawn/finish pair on two workers costs no malloc and no cross-thread
+ * free. What exceeds DEPOT_MAX goes back to malloc. */
+#define CACHE_MAX 256
+#define BATCH 128
+#define DEPOT_MAX 65536
+static pthread_mutex_t depot_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct coru_co *depot;   /* guarded by depot_lock; linked by next */
+static size_t depot_n;          /* guarded by depot_lock */
+
+static struct coru_co *co_alloc(void)
+{
+    struct coru__worker *w = coru__worker_self();
+    if (!w) return malloc(sizeof(struct coru_co));
+    if (!w->co_cache) {
+        pthread_mutex_lock(&depot_lock);
+        for (int i = 0; i < BATCH && depot; i++) {
+            struct coru_co *c = depot;
+            depot = c->next;
+            depot_n--;
+            c->next = w->co_cache;
+            w->co_cache = c;
+            w->co_cache_n++;
+        }
+        pthread_mutex_unlock(&depot_lock);
+        if (!w->co_cache) return malloc(sizeof(struct coru_co));
+    }
+    struct coru_co *c = w->co_cache;
+    w->co_cache = c->next;
+    w->co_cache_n--;
+    return c;
+}
+
+static void co_release(struct coru_co *co)
+{
+    struct coru__worker *w = coru__worker_self();
+    if (!w) {
+        free(co);
+        return;
+    }
+    if (w->co_cache_n >= CACHE_MAX) {
+        struct coru_co *batch = NULL, *over = NULL;
+        for (int i = 0; i < BATCH; i++) {
+            struct coru_co *c = w->co_cache;
+            w->co_cache = c->next;
+            w->co_cache_n--;
+            c->next = batch;
+            batch = c;
+        }
+        pthread_mutex_lock(&depot_lock);
+        while (batch) {
+            struct coru_co *c = batch;
+            batch = c->next;
+            if (depot_n < DEPOT_MAX) {
+                c->next = depot;
+                depot = c;
+                depot_n++;
+            } else {
+                c->next = over;
+                over = c;
+            }
+        }
+        pthread_mutex_unlock(&depot_lock);
+        while (over) {
+            struct coru_co *c = over;
+            over = c->next;
+            free(c);
+        }
+    }
+    co->next = w->co_cache;
+    w->co_cache = co;
+    w->co_cache_n++;
+}
+
+/* Frees every cached struct; called by coru_run when a run ends (the
+ * workers' caches are emptied into the depot first). */
+void coru__co_cache_drain(struct coru__worker *w);
+void coru__co_cache_drain(struct coru__worker *w)
+{
+    while (w && w->co_cache) {
+        struct coru_co *c = w->co_cache;
+        w->co_cache = c->next;
+        free(c);
+    }
+    if (w) w->co_cache_n = 0;
+    pthread_mutex_lock(&depot_lock);
+    while (depot) {
+        struct coru_co *c = depot;
+        depot = c->next;
+        free(c);
+    }
+    depot_n = 0;
+    pthread_mutex_unlock(&depot_lock);
+}
+
 uint64_t coru__next_id(void);
 uint64_t coru__next_id(void)
 {
@@ -44,7 +142,7 @@ int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_a
 {
     size_t ss = attr ? attr->stack_size : 0;
     if (!fn || ss > ((size_t)1 << 30)) return -EINVAL;
-    struct coru_co *co = malloc(sizeof *co);
+    struct coru_co *co = co_alloc();
     if (!co) return -ENOMEM;
     memset(&co->ctx, 0, sizeof co->ctx);
     co->stack = NULL;
@@ -82,7 +180,7 @@ int coru_go(coru_fn fn, void *arg, const struct coru_attr *attr)
 static void co_unref(struct coru_co *co)
 {
     /* acq_rel: the last owner sees every write of the others before free */
-    if (atomic_fetch_sub_explicit(&co->refs, 1, memory_order_acq_rel) == 1) free(co);
+    if (atomic_fetch_sub_explicit(&co->refs, 1, memory_order_acq_rel) == 1) co_release(co);
 }
 
 void coru__co_entry(void *p)

@@ -2,7 +2,10 @@
  *
  * Invariants:
  *   - A runnable coroutine is in exactly one place: a worker's run-next
- *     slot (`lifo`, owner only), a worker's deque, or the global queue.
+ *     slot (`lifo`, owner only), one of a worker's two deques (`dq`: new
+ *     and woken work, run newest first; `yq`: yielded coroutines and
+ *     batches from the global queue, run oldest first), or the global
+ *     queue.
  *     It is taken from there by exactly one worker (deque grab is a CAS;
  *     the global queue is under gq_lock).
  *   - A coroutine is enqueued by its own worker only after it switched
@@ -18,7 +21,7 @@
  *   rt.idle_head, worker.idle_listed, worker.idle_next      idle_lock
  *   rt.nidle         written under idle_lock, read anywhere (seq_cst)
  *   rt.nspinning     any thread, seq_cst RMW
- *   worker.*         its own thread, except dq (grab: anyone) and st
+ *   worker.*         its own thread, except dq/yq (grab: anyone) and st
  *                    (read: anyone)
  *
  * Idling (no lost wake-up). A worker out of work first spins (steals,
@@ -464,6 +467,7 @@ static struct coru_co *find_work(struct coru__worker *w)
 
 void coru__co_entry(void *p);
 void coru__co_finished(struct coru__worker *w, struct coru_co *co);
+void coru__co_cache_drain(struct coru__worker *w);
 
 /* Gives a coroutine that never ran its stack and first frame. */
 static void prepare(struct coru__worker *w, struct coru_co *co)
@@ -645,6 +649,7 @@ static void *worker_main(void *p)
     if (w->eng) coru__engine_destroy(w->eng);
     w->eng = NULL;
     coru__stack_pool_fini(&w->pool);
+    coru__co_cache_drain(w);
     coru__stack_thread_fini();
     tls_w = NULL;
     return NULL;

@@ -89,6 +89,8 @@ struct coru__worker {
     bool idle_listed;            /* guarded by rt.idle_lock */
     struct coru__worker *idle_next; /* guarded by rt.idle_lock */
     pthread_t thread;
+    struct coru_co *co_cache;    /* recycled coroutine structs, owner only */
+    size_t co_cache_n;
     _Atomic uint64_t spawned, finished; /* termination count: written by the
                                            owner, summed by idle workers */
     struct {
