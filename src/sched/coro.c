@@ -17,10 +17,10 @@
  *     but not yet started coroutines cost no stack memory.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "sched/depot.h"
 #include "sched/sched.h"
 
 #define JOIN_DONE ((struct coru_co *)(uintptr_t)1)
@@ -36,38 +36,39 @@ void coru__co_finished(struct coru__worker *w, struct coru_co *co);
 static _Atomic uint64_t next_id = 1;
 
 /* Coroutine structs are recycled: each worker keeps a small free list
- * (owner only), and a process-wide depot (under depot_lock) moves them in
+ * (owner only), and a process-wide depot (depot.h) moves them in
  * batches from workers that finish coroutines to workers that spawn them,
  * so a spawn/finish pair on two workers costs no malloc and no cross-thread
- * free. What exceeds DEPOT_MAX goes back to malloc. */
+ * free. What exceeds the depot's capacity goes back to malloc. */
 #define CACHE_MAX 256
 #define BATCH 128
-#define DEPOT_MAX 65536
-static pthread_mutex_t depot_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct coru_co *depot;   /* guarded by depot_lock; linked by next */
-static size_t depot_n;          /* guarded by depot_lock */
+static struct coru__depot depot = CORU__DEPOT_INIT(struct coru_co, next, 65536);
 
 static struct coru_co *co_alloc(void)
 {
     struct coru__worker *w = coru__worker_self();
     if (!w) return malloc(sizeof(struct coru_co));
     if (!w->co_cache) {
-        pthread_mutex_lock(&depot_lock);
-        for (int i = 0; i < BATCH && depot; i++) {
-            struct coru_co *c = depot;
-            depot = c->next;
-            depot_n--;
+        for (struct coru_co *c = coru__depot_take(&depot, BATCH), *nx; c; c = nx) {
+            nx = c->next;
             c->next = w->co_cache;
             w->co_cache = c;
             w->co_cache_n++;
         }
-        pthread_mutex_unlock(&depot_lock);
         if (!w->co_cache) return malloc(sizeof(struct coru_co));
     }
     struct coru_co *c = w->co_cache;
     w->co_cache = c->next;
     w->co_cache_n--;
     return c;
+}
+
+static void free_list(struct coru_co *c)
+{
+    for (struct coru_co *nx; c; c = nx) {
+        nx = c->next;
+        free(c);
+    }
 }
 
 static void co_release(struct coru_co *co)
@@ -78,7 +79,7 @@ static void co_release(struct coru_co *co)
         return;
     }
     if (w->co_cache_n >= CACHE_MAX) {
-        struct coru_co *batch = NULL, *over = NULL;
+        struct coru_co *batch = NULL;
         for (int i = 0; i < BATCH; i++) {
             struct coru_co *c = w->co_cache;
             w->co_cache = c->next;
@@ -86,50 +87,24 @@ static void co_release(struct coru_co *co)
             c->next = batch;
             batch = c;
         }
-        pthread_mutex_lock(&depot_lock);
-        while (batch) {
-            struct coru_co *c = batch;
-            batch = c->next;
-            if (depot_n < DEPOT_MAX) {
-                c->next = depot;
-                depot = c;
-                depot_n++;
-            } else {
-                c->next = over;
-                over = c;
-            }
-        }
-        pthread_mutex_unlock(&depot_lock);
-        while (over) {
-            struct coru_co *c = over;
-            over = c->next;
-            free(c);
-        }
+        free_list(coru__depot_put(&depot, batch));
     }
     co->next = w->co_cache;
     w->co_cache = co;
     w->co_cache_n++;
 }
 
-/* Frees every cached struct; called by coru_run when a run ends (the
- * workers' caches are emptied into the depot first). */
+/* Frees a worker's cached structs and the depot's; called by each worker
+ * when a run ends. */
 void coru__co_cache_drain(struct coru__worker *w);
 void coru__co_cache_drain(struct coru__worker *w)
 {
-    while (w && w->co_cache) {
-        struct coru_co *c = w->co_cache;
-        w->co_cache = c->next;
-        free(c);
+    if (w) {
+        free_list(w->co_cache);
+        w->co_cache = NULL;
+        w->co_cache_n = 0;
     }
-    if (w) w->co_cache_n = 0;
-    pthread_mutex_lock(&depot_lock);
-    while (depot) {
-        struct coru_co *c = depot;
-        depot = c->next;
-        free(c);
-    }
-    depot_n = 0;
-    pthread_mutex_unlock(&depot_lock);
+    free_list(coru__depot_drain(&depot));
 }
 
 uint64_t coru__next_id(void);

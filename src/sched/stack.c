@@ -24,7 +24,7 @@
  *   dflt_size              any thread, atomic
  *   guarded_count          any thread, atomic
  *   classes and each class's free list / carve cursor: slab_lock
- *   depot, depot_count     depot_lock
+ *   depot                  its own lock (depot.h)
  *   struct coru__stack_pool   its owner thread only
  *   tls_current, tls_altstack the thread itself and its signal handler
  *   old_segv, old_bus      written once in install_handlers, then read by
@@ -33,6 +33,7 @@
 #include "sched/stack.h"
 
 #include "common.h"
+#include "sched/depot.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -96,15 +97,13 @@ struct slab_class {
 static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct slab_class *classes; /* guarded by slab_lock */
 
-/* The depot: a process-wide cache of intact default-size stacks (guarded
- * or slab, memory still mapped) between the per-worker pools and the OS.
- * A pool over its high-water mark hands half of itself here, a pool that
- * runs dry takes a batch back, so stacks move between workers without a
- * system call; only what exceeds DEPOT_MAX goes back to the OS. */
-#define DEPOT_MAX 2048
-static pthread_mutex_t depot_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct coru__stack *depot;  /* guarded by depot_lock */
-static size_t depot_count;         /* guarded by depot_lock */
+/* The depot (depot.h): intact default-size stacks (guarded or slab,
+ * memory still mapped) between the per-worker pools and the OS. A pool
+ * over its high-water mark hands half of itself here, a pool that runs
+ * dry takes a batch back, so stacks move between workers without a
+ * system call; only what exceeds the depot's capacity goes back to the
+ * OS. */
+static struct coru__depot depot = CORU__DEPOT_INIT(struct coru__stack, next, 2048);
 
 static pthread_once_t sig_once = PTHREAD_ONCE_INIT;
 static int sig_err; /* install_handlers' result, read after pthread_once */
@@ -466,33 +465,34 @@ void coru__stack_pool_fini(struct coru__stack_pool *p)
     }
 }
 
+static void release_list(struct coru__stack *s)
+{
+    for (struct coru__stack *nx; s; s = nx) {
+        nx = s->next;
+        release(s);
+    }
+}
+
 /* Moves up to half a pool's worth of stacks of `size` from the depot. */
 static void pool_refill(struct coru__stack_pool *p, size_t size)
 {
-    pthread_mutex_lock(&depot_lock);
-    size_t want = p->high_water / 2;
-    while (depot && want--) {
-        struct coru__stack *s = depot;
-        depot = s->next;
-        depot_count--;
-        if (s->size != size) { /* from an older default: drop it */
-            pthread_mutex_unlock(&depot_lock);
+    for (struct coru__stack *s = coru__depot_take(&depot, p->high_water / 2), *nx; s; s = nx) {
+        nx = s->next;
+        if (s->size != size) { /* cached under an older default */
             release(s);
-            pthread_mutex_lock(&depot_lock);
             continue;
         }
         s->next = p->free;
         p->free = s;
         p->count++;
     }
-    pthread_mutex_unlock(&depot_lock);
 }
 
-/* Moves half of a full pool to the depot; what the depot cannot take goes
- * back to the OS. */
+/* Moves half of a full pool to the depot; what it cannot take goes back
+ * to the OS. */
 static void pool_spill(struct coru__stack_pool *p)
 {
-    struct coru__stack *spill = NULL, *over = NULL;
+    struct coru__stack *spill = NULL;
     for (size_t n = p->count / 2; n; n--) {
         struct coru__stack *s = p->free;
         p->free = s->next;
@@ -500,47 +500,17 @@ static void pool_spill(struct coru__stack_pool *p)
         s->next = spill;
         spill = s;
     }
-    pthread_mutex_lock(&depot_lock);
-    while (spill) {
-        struct coru__stack *s = spill;
-        spill = s->next;
-        if (depot_count < DEPOT_MAX) {
-            s->next = depot;
-            depot = s;
-            depot_count++;
-        } else {
-            s->next = over;
-            over = s;
-        }
-    }
-    pthread_mutex_unlock(&depot_lock);
-    while (over) {
-        struct coru__stack *s = over;
-        over = s->next;
-        release(s);
-    }
+    release_list(coru__depot_put(&depot, spill));
 }
 
 void coru__stack_depot_trim(void)
 {
-    pthread_mutex_lock(&depot_lock);
-    struct coru__stack *list = depot;
-    depot = NULL;
-    depot_count = 0;
-    pthread_mutex_unlock(&depot_lock);
-    while (list) {
-        struct coru__stack *s = list;
-        list = s->next;
-        release(s);
-    }
+    release_list(coru__depot_drain(&depot));
 }
 
 size_t coru__stack_depot_count(void)
 {
-    pthread_mutex_lock(&depot_lock);
-    size_t n = depot_count;
-    pthread_mutex_unlock(&depot_lock);
-    return n;
+    return coru__depot_count(&depot);
 }
 
 int coru__stack_alloc(struct coru__stack_pool *p, size_t size, struct coru__stack **out)
