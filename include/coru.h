@@ -99,7 +99,7 @@ typedef struct coru_co coru_t;
 /* Per-spawn attributes; NULL or zero fields mean the defaults.
  *
  * Stacks: a coroutine gets its stack when it first runs (a spawned but not
- * yet started coroutine costs about 160 bytes), from a per-worker pool.
+ * yet started coroutine costs about 150 bytes), from a per-worker pool.
  * Stacks have a guard page below them while the process's mappings stay
  * well under vm.max_map_count; past that they carry a canary checked at
  * every switch out. Either way an overflow aborts the process with

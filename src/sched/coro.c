@@ -78,17 +78,7 @@ static void co_release(struct coru_co *co)
         free(co);
         return;
     }
-    if (w->co_cache_n >= CACHE_MAX) {
-        struct coru_co *batch = NULL;
-        for (int i = 0; i < BATCH; i++) {
-            struct coru_co *c = w->co_cache;
-            w->co_cache = c->next;
-            w->co_cache_n--;
-            c->next = batch;
-            batch = c;
-        }
-        free_list(coru__depot_put(&depot, batch));
-    }
+    if (w->co_cache_n >= CACHE_MAX) free_list(coru__depot_spill(&depot, &w->co_cache, &w->co_cache_n, BATCH));
     co->next = w->co_cache;
     w->co_cache = co;
     w->co_cache_n++;
@@ -130,8 +120,6 @@ int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_a
     atomic_init(&co->joiner, NULL);
     atomic_init(&co->refs, refs);
     co->next = NULL;
-    co->wake_code = 0;
-    co->wait_data = NULL;
     if (out) *out = co;
     coru__count_spawn();
     coru__schedule_new(co);

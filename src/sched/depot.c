@@ -37,6 +37,20 @@ void *coru__depot_put(struct coru__depot *d, void *list)
     return over;
 }
 
+void *coru__depot_spill(struct coru__depot *d, void *head_ptr, size_t *count, size_t n)
+{
+    void **head = head_ptr; /* the cache's head pointer, whatever its type */
+    void *batch = NULL;
+    for (; n && *head; n--) {
+        void *o = *head;
+        *head = *coru__depot_link(d, o);
+        (*count)--;
+        *coru__depot_link(d, o) = batch;
+        batch = o;
+    }
+    return coru__depot_put(d, batch);
+}
+
 void *coru__depot_drain(struct coru__depot *d)
 {
     pthread_mutex_lock(&d->lock);

@@ -34,6 +34,10 @@ void *coru__depot_take(struct coru__depot *d, size_t want);
 /* Stores a NULL-terminated list; returns the objects that did not fit
  * (the caller frees them). */
 void *coru__depot_put(struct coru__depot *d, void *list);
+/* Detaches the first n objects of a cache list (*head, with *count
+ * objects) and stores them as coru__depot_put does; returns the objects
+ * that did not fit. */
+void *coru__depot_spill(struct coru__depot *d, void *head_ptr, size_t *count, size_t n);
 /* Empties the depot; returns everything it held. */
 void *coru__depot_drain(struct coru__depot *d);
 /* Objects held now. */

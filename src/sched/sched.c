@@ -246,7 +246,7 @@ static void schedule_next(struct coru__worker *w, struct coru_co *co)
 
 void coru__ready(struct coru_co *co)
 {
-    /* acq_rel: release publishes what the waker wrote (wake_code, a value)
+    /* acq_rel: release publishes what the waker wrote (a result code, a value)
      * to the coroutine; acquire pairs with the commit CAS in finish_switch, so
      * the saved registers are visible before we enqueue co. */
     int old = atomic_exchange_explicit(&co->pstate, CO_WOKEN, memory_order_acq_rel);
@@ -381,8 +381,9 @@ static void go_idle(struct coru__worker *w)
         atomic_fetch_sub_explicit(&rt.nspinning, 1, memory_order_seq_cst); /* I2 */
     }
     atomic_thread_fence(memory_order_seq_cst); /* I3: pairs with S2 in notify */
-    if (!any_work() && quiescent()) stop_all(); /* the last coroutine finished */
-    if (any_work() || atomic_load_explicit(&rt.stop, memory_order_seq_cst)) {
+    bool work = any_work();
+    if (!work && quiescent()) stop_all(); /* the last coroutine finished */
+    if (work || atomic_load_explicit(&rt.stop, memory_order_seq_cst)) {
         pthread_mutex_lock(&rt.idle_lock);
         bool listed = w->idle_listed;
         if (listed) {

@@ -63,11 +63,8 @@ struct coru_co {
     _Atomic int pstate;         /* parking protocol, see above */
     _Atomic(struct coru_co *) joiner; /* NULL, the joining coroutine, or JOIN_DONE */
     _Atomic int refs;           /* 1 for the running coroutine + 1 per handle */
-    struct coru_co *next;       /* link in the global queue or a wait queue;
-                                   owner: the queue's lock holder */
-    int wake_code;              /* set by the waker before coru__ready, read
-                                   by the coroutine after it resumes */
-    void *wait_data;            /* what the waiter is exchanging (channels) */
+    struct coru_co *next;       /* link in a free-struct cache or the depot
+                                   (coro.c); owner: that list's owner */
 };
 
 /* Per-worker state. Owner: the worker thread, unless a field says else. */

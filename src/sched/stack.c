@@ -492,15 +492,7 @@ static void pool_refill(struct coru__stack_pool *p, size_t size)
  * to the OS. */
 static void pool_spill(struct coru__stack_pool *p)
 {
-    struct coru__stack *spill = NULL;
-    for (size_t n = p->count / 2; n; n--) {
-        struct coru__stack *s = p->free;
-        p->free = s->next;
-        p->count--;
-        s->next = spill;
-        spill = s;
-    }
-    release_list(coru__depot_put(&depot, spill));
+    release_list(coru__depot_spill(&depot, &p->free, &p->count, p->count / 2));
 }
 
 void coru__stack_depot_trim(void)
