@@ -22,6 +22,10 @@
 int bench_switch(int argc, char **argv);
 int bench_spawn(int argc, char **argv);
 int bench_skynet(int argc, char **argv);
+int bench_pingpong(int argc, char **argv);
+int bench_mpmc(int argc, char **argv);
+int bench_timers(int argc, char **argv);
+int bench_parked(int argc, char **argv);
 
 /* Monotonic clock in nanoseconds. */
 static inline int64_t bench_now_ns(void)

@@ -13,16 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *state_name(enum coru_gen_state s)
-{
-    switch (s) {
-    case CORU_GEN_CREATED: return "created";
-    case CORU_GEN_RUNNING: return "running";
-    case CORU_GEN_SUSPENDED: return "suspended";
-    case CORU_GEN_CLOSED: return "closed";
-    }
-    return "?";
-}
+#include "gen_state.h"
 
 static void *hello(coru_gen *g, void *arg)
 {

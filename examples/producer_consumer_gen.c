@@ -18,18 +18,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static int consumer_failed; /* set by the body on an unexpected code */
+#include "gen_state.h"
 
-static const char *state_name(enum coru_gen_state s)
-{
-    switch (s) {
-    case CORU_GEN_CREATED: return "created";
-    case CORU_GEN_RUNNING: return "running";
-    case CORU_GEN_SUSPENDED: return "suspended";
-    case CORU_GEN_CLOSED: return "closed";
-    }
-    return "?";
-}
+static int consumer_failed; /* set by the body on an unexpected code */
 
 static void *consumer(coru_gen *g, void *arg)
 {

@@ -9,7 +9,15 @@
  *     worker thread runs other coroutines meanwhile. Calls that may park
  *     must be made from a coroutine unless they say a plain thread may call
  *     them; from elsewhere they return -EPERM.
- *   - Handles (coru_t, coru_gen) are opaque.
+ *   - Handles (coru_t, coru_gen, coru_chan, ...) are opaque.
+ *   - Deadlines are absolute times on coru_now()'s clock, in nanoseconds.
+ *     CORU_NEVER (-1) means no deadline; a deadline already past makes a
+ *     call that would block return -ETIMEDOUT at once. Every call that may
+ *     park has a _dl twin taking a deadline, and a try form where that
+ *     makes sense (it returns -EAGAIN instead of parking).
+ *   - A coroutine cancelled with coru_cancel gets -ECANCELED from its
+ *     current blocking call, and from every later one (cancellation is
+ *     sticky, so a cancelled coroutine cannot block again by mistake).
  *
  * Groups: runtime (coru_run, options, stats), coroutines (spawn, join,
  * yield), generators (coru_gen_*).
@@ -124,6 +132,9 @@ CORU_API int coru_spawn(coru_t **out, coru_fn fn, void *arg, const struct coru_a
  * Same errors as coru_spawn except out. Never parks. */
 CORU_API int coru_go(coru_fn fn, void *arg, const struct coru_attr *attr);
 
+/* No deadline. */
+#define CORU_NEVER ((int64_t)-1)
+
 /* Waits for the coroutine to finish and stores its return value in *result
  * (if result is not NULL), then releases the handle. May park. Only from a
  * coroutine.
@@ -131,6 +142,16 @@ CORU_API int coru_go(coru_fn fn, void *arg, const struct coru_attr *attr);
  * handle stays valid), -EPERM (not called from a coroutine, or from inside
  * a generator body; the handle stays valid). */
 CORU_API int coru_join(coru_t *h, void **result);
+
+/* coru_join with a deadline. On -ETIMEDOUT or -ECANCELED the handle stays
+ * valid (join or detach it later). Same other errors as coru_join. */
+CORU_API int coru_join_dl(coru_t *h, void **result, int64_t deadline);
+
+/* Cancels the coroutine: its current blocking call (if it is parked) and
+ * every later one return -ECANCELED, so it can clean up and return.
+ * Cancelling a finished coroutine does nothing. Any thread may call it;
+ * the handle stays valid. Returns 0 or -EINVAL (h NULL). Never parks. */
+CORU_API int coru_cancel(coru_t *h);
 
 /* Releases a handle without waiting; the coroutine runs on. Returns 0 or
  * -EINVAL (h NULL). Never parks. */
@@ -196,6 +217,115 @@ CORU_API int coru_chan_close(coru_chan *ch);
 /* Frees the channel. No coroutine may be using or waiting on it. NULL is
  * ignored. */
 CORU_API void coru_chan_destroy(coru_chan *ch);
+
+/* Deadline twins: as send/recv, plus -ETIMEDOUT when the deadline passes
+ * first (nothing was sent or received) and -ECANCELED. */
+CORU_API int coru_chan_send_dl(coru_chan *ch, const void *elem, int64_t deadline);
+CORU_API int coru_chan_recv_dl(coru_chan *ch, void *elem, int64_t deadline);
+/* Non-blocking: complete at once or return -EAGAIN (unbuffered: only when
+ * a partner is already waiting). Never park; any thread, and generator
+ * bodies, may call them. Same other errors as send/recv. */
+CORU_API int coru_chan_try_send(coru_chan *ch, const void *elem);
+CORU_API int coru_chan_try_recv(coru_chan *ch, void *elem);
+
+/* One case of coru_select. */
+enum coru_sel_op { CORU_SEL_SEND = 1, CORU_SEL_RECV = 2 };
+struct coru_sel {
+    coru_chan *ch;       /* the channel (a NULL channel never becomes ready) */
+    enum coru_sel_op op; /* send or receive */
+    void *elem;          /* value to send, or buffer to receive into */
+    int rc;              /* out: the chosen case's result, 0 or -EPIPE */
+};
+
+/* coru_select flags. */
+#define CORU_SEL_DEFAULT 1 /* do not park: -EAGAIN when no case is ready */
+
+/* Waits until one of n cases can complete, completes exactly that one and
+ * returns its index; cases[i].rc is 0, or -EPIPE for a closed channel (a
+ * receive from a closed, drained channel, or a send to a closed one,
+ * counts as ready, as in Go). When several are ready at once it picks
+ * uniformly at random. Channels are locked in address order, so selects
+ * never deadlock each other. May park (not with CORU_SEL_DEFAULT); a plain
+ * thread may call it.
+ * Returns the index, or -EAGAIN (CORU_SEL_DEFAULT and nothing ready),
+ * -ETIMEDOUT, -ECANCELED, -EINVAL (cases NULL with n > 0, n > 1024, an op
+ * other than send/recv, elem NULL on a non-NULL channel), -EPERM (in a
+ * generator body, unless CORU_SEL_DEFAULT). n == 0 without a deadline
+ * parks until cancelled. */
+CORU_API int coru_select(struct coru_sel *cases, size_t n, int64_t deadline, int flags);
+
+/* ------------------------------------------------------------------------
+ * Time
+ *
+ * Each worker keeps its timers in a heap: arming and cancelling cost
+ * O(log n) and no system call, and a worker with nothing to run sleeps in
+ * its ring (or epoll) wait until its nearest timer.
+ * ------------------------------------------------------------------------ */
+
+/* Monotonic clock (CLOCK_MONOTONIC) in nanoseconds. Any thread. */
+CORU_API int64_t coru_now(void);
+
+/* Parks the caller for ns nanoseconds (ns <= 0: returns at once, after
+ * letting others run). A plain thread sleeps on a futex. Returns 0, or
+ * -ECANCELED (woken early by coru_cancel), -EPERM (in a generator body). */
+CORU_API int coru_sleep(int64_t ns);
+/* Parks until coru_now() >= deadline. Same returns as coru_sleep. */
+CORU_API int coru_sleep_until(int64_t deadline);
+
+/* ------------------------------------------------------------------------
+ * Synchronisation: coroutine-aware versions of the pthread objects. They
+ * park the coroutine, never the worker; plain threads may use them too
+ * (they block on a futex). Every blocking call has a _dl twin returning
+ * -ETIMEDOUT, and returns -ECANCELED when the caller is cancelled, -EPERM
+ * in a generator body, -EINVAL for a NULL object.
+ * ------------------------------------------------------------------------ */
+
+typedef struct coru_mutex coru_mutex;
+typedef struct coru_cond coru_cond;
+typedef struct coru_sema coru_sema;
+typedef struct coru_waitgroup coru_waitgroup;
+
+/* Mutex: not recursive; hand-off is FIFO among waiters. create returns 0
+ * or -EINVAL/-ENOMEM; destroy of a locked or waited-on mutex is misuse. */
+CORU_API int coru_mutex_create(coru_mutex **out);
+CORU_API void coru_mutex_destroy(coru_mutex *m);
+CORU_API int coru_mutex_lock(coru_mutex *m);
+CORU_API int coru_mutex_lock_dl(coru_mutex *m, int64_t deadline);
+/* 0, or -EBUSY when held. Never parks. */
+CORU_API int coru_mutex_trylock(coru_mutex *m);
+/* 0, or -EPERM when the mutex is not locked. */
+CORU_API int coru_mutex_unlock(coru_mutex *m);
+
+/* Condition variable used with a coru_mutex. wait unlocks m, parks until
+ * signalled, and locks m again before returning, whatever it returns
+ * (0, -ETIMEDOUT, -ECANCELED). Spurious wake-ups do not happen, but
+ * re-check your predicate as with pthreads. */
+CORU_API int coru_cond_create(coru_cond **out);
+CORU_API void coru_cond_destroy(coru_cond *c);
+CORU_API int coru_cond_wait(coru_cond *c, coru_mutex *m);
+CORU_API int coru_cond_wait_dl(coru_cond *c, coru_mutex *m, int64_t deadline);
+CORU_API int coru_cond_signal(coru_cond *c);
+CORU_API int coru_cond_broadcast(coru_cond *c);
+
+/* Counting semaphore. create: initial count (0..2^31). */
+CORU_API int coru_sema_create(coru_sema **out, unsigned initial);
+CORU_API void coru_sema_destroy(coru_sema *s);
+CORU_API int coru_sema_acquire(coru_sema *s);
+CORU_API int coru_sema_acquire_dl(coru_sema *s, int64_t deadline);
+/* 0, or -EAGAIN when the count is 0. Never parks. */
+CORU_API int coru_sema_try_acquire(coru_sema *s);
+/* 0, or -EOVERFLOW past 2^31. Never parks. */
+CORU_API int coru_sema_release(coru_sema *s);
+
+/* Go's WaitGroup: add(n) before starting n tasks, each calls done, wait
+ * parks until the count is 0. add with a negative n is allowed; a count
+ * going below 0 returns -EINVAL and leaves it unchanged. */
+CORU_API int coru_waitgroup_create(coru_waitgroup **out);
+CORU_API void coru_waitgroup_destroy(coru_waitgroup *wg);
+CORU_API int coru_waitgroup_add(coru_waitgroup *wg, long n);
+CORU_API int coru_waitgroup_done(coru_waitgroup *wg);
+CORU_API int coru_waitgroup_wait(coru_waitgroup *wg);
+CORU_API int coru_waitgroup_wait_dl(coru_waitgroup *wg, int64_t deadline);
 
 /* ------------------------------------------------------------------------
  * Generators

@@ -487,3 +487,230 @@ Test(sched, a_million_coroutines_alive_at_once, .timeout = 300)
     cr_assert_eq(atomic_load(&finished), MILLION);
     cr_assert_eq(atomic_load(&alive), 0);
 }
+
+/* ------------------------------------------------------------ join deadlines */
+
+#define MS (1000 * 1000LL)
+
+static void *wait_for_flag(void *arg)
+{
+    _Atomic int *flag = arg;
+    while (!atomic_load(flag)) coru_sleep(1 * MS);
+    return (void *)(intptr_t)42;
+}
+
+static void *main_join_dl(void *arg)
+{
+    _Atomic int flag = 0;
+    coru_t *h;
+    cr_assert_eq(coru_spawn(&h, wait_for_flag, &flag, NULL), 0);
+    void *r = (void *)1;
+    int64_t dl = coru_now() + 20 * MS;
+    cr_assert_eq(coru_join_dl(h, &r, dl), -ETIMEDOUT);
+    cr_assert_geq(coru_now(), dl);
+    cr_assert_eq((intptr_t)r, 1, "result written on timeout");
+    /* a past deadline: -ETIMEDOUT at once, the handle still valid */
+    cr_assert_eq(coru_join_dl(h, &r, 0), -ETIMEDOUT);
+    cr_assert_eq(coru_join_dl(h, &r, coru_now() - 1), -ETIMEDOUT);
+    atomic_store(&flag, 1);
+    cr_assert_eq(coru_join(h, &r), 0);
+    cr_assert_eq((intptr_t)r, 42);
+
+    /* deadline 0 polls: -ETIMEDOUT until the coroutine finished, then 0 */
+    atomic_store(&flag, 0);
+    cr_assert_eq(coru_spawn(&h, wait_for_flag, &flag, NULL), 0);
+    cr_assert_eq(coru_join_dl(h, &r, 0), -ETIMEDOUT);
+    atomic_store(&flag, 1);
+    int rc;
+    r = NULL;
+    while ((rc = coru_join_dl(h, &r, 0)) == -ETIMEDOUT) cr_assert_eq(coru_sleep(1 * MS), 0);
+    cr_assert_eq(rc, 0);
+    cr_assert_eq((intptr_t)r, 42);
+
+    /* a deadline not reached: joins as coru_join does */
+    cr_assert_eq(coru_spawn(&h, noop, (void *)9, NULL), 0);
+    cr_assert_eq(coru_join_dl(h, &r, coru_now() + 10000 * MS), 0);
+    cr_assert_eq((intptr_t)r, 9);
+    cr_assert_eq(coru_join_dl(NULL, &r, CORU_NEVER), -EINVAL);
+    cr_assert_eq(coru_join_dl(coru_self(), &r, CORU_NEVER), -EDEADLK);
+    return arg;
+}
+
+Test(sched, join_dl_times_out_and_the_handle_stays_joinable, .timeout = 30)
+{
+    FOR_EACH_ENGINE(io) {
+        struct coru_opts o = opts_for(io, 2);
+        cr_assert_eq(coru_run(main_join_dl, NULL, &o), 0);
+    }
+}
+
+/* ------------------------------------------------------------ cancel */
+
+struct joiner {
+    coru_t *target;
+    _Atomic int started;
+    int rc, again, sleep_rc;
+    void *r;
+};
+
+static void *cancelled_joiner(void *arg)
+{
+    struct joiner *j = arg;
+    atomic_store(&j->started, 1);
+    j->rc = coru_join(j->target, &j->r);
+    /* sticky: later blocking calls fail too (the target is still running) */
+    j->again = coru_join_dl(j->target, &j->r, coru_now() + 10000 * MS);
+    j->sleep_rc = coru_sleep(10000 * MS);
+    return NULL;
+}
+
+static void *main_cancel_joiner(void *arg)
+{
+    _Atomic int flag = 0;
+    struct joiner j = {.rc = 1, .again = 1, .sleep_rc = 1, .r = (void *)1};
+    cr_assert_eq(coru_spawn(&j.target, wait_for_flag, &flag, NULL), 0);
+    coru_t *jh;
+    cr_assert_eq(coru_spawn(&jh, cancelled_joiner, &j, NULL), 0);
+    while (!atomic_load(&j.started)) cr_assert_eq(coru_sleep(1 * MS), 0);
+    cr_assert_eq(coru_sleep(20 * MS), 0); /* let it park in the join */
+    cr_assert_eq(coru_cancel(jh), 0);     /* the joiner, not the target */
+    cr_assert_eq(coru_join(jh, NULL), 0);
+    cr_assert_eq(j.rc, -ECANCELED);
+    cr_assert_eq(j.again, -ECANCELED);
+    cr_assert_eq(j.sleep_rc, -ECANCELED);
+    cr_assert_eq((intptr_t)j.r, 1, "result written on cancel");
+    /* the target was untouched and its handle is still valid */
+    atomic_store(&flag, 1);
+    void *r;
+    cr_assert_eq(coru_join(j.target, &r), 0);
+    cr_assert_eq((intptr_t)r, 42);
+    return arg;
+}
+
+Test(sched, cancel_wakes_a_parked_joiner_and_the_target_stays_joinable, .timeout = 30)
+{
+    FOR_EACH_ENGINE(io) {
+        struct coru_opts o = opts_for(io, 2);
+        cr_assert_eq(coru_run(main_cancel_joiner, NULL, &o), 0);
+    }
+}
+
+static void *main_cancel_finished(void *arg)
+{
+    coru_t *h;
+    cr_assert_eq(coru_spawn(&h, noop, (void *)5, NULL), 0);
+    /* one worker: yielding runs it (from the run-next slot) to its end;
+     * polling with join_dl would consume the handle */
+    for (int i = 0; i < 10; i++) cr_assert_eq(coru_yield(), 0);
+    cr_assert_eq(coru_cancel(h), 0);
+    cr_assert_eq(coru_cancel(h), 0); /* twice is fine */
+    void *r;
+    cr_assert_eq(coru_join(h, &r), 0, "cancelling a finished coroutine changed its join");
+    cr_assert_eq((intptr_t)r, 5);
+    /* and the canceller itself is unaffected */
+    cr_assert_eq(coru_sleep(1 * MS), 0);
+    return arg;
+}
+
+Test(sched, cancel_of_a_finished_coroutine_does_nothing, .timeout = 30)
+{
+    cr_assert_eq(coru_cancel(NULL), -EINVAL); /* plain thread, no runtime */
+    struct coru_opts o = opts_for(CORU_IO_AUTO, 1);
+    cr_assert_eq(coru_run(main_cancel_finished, NULL, &o), 0);
+}
+
+static void *cancel_null_in_coroutine(void *arg)
+{
+    cr_assert_eq(coru_cancel(NULL), -EINVAL);
+    cr_assert_eq(coru_sleep(1 * MS), 0, "coru_cancel(NULL) cancelled the caller");
+    return arg;
+}
+
+Test(sched, cancel_null_returns_einval, .timeout = 30)
+{
+    cr_assert_eq(coru_cancel(NULL), -EINVAL);
+    struct coru_opts o = opts_for(CORU_IO_AUTO, 1);
+    cr_assert_eq(coru_run(cancel_null_in_coroutine, NULL, &o), 0);
+}
+
+struct early {
+    _Atomic int go;
+    int sleep_rc, sleep0_rc, join_rc;
+    coru_t *other;
+};
+
+static void *cancelled_early(void *arg)
+{
+    struct early *e = arg;
+    /* spin without blocking until the canceller is done */
+    while (!atomic_load(&e->go)) coru_yield();
+    e->sleep_rc = coru_sleep(10000 * MS);
+    e->sleep0_rc = coru_sleep(0);
+    e->join_rc = coru_join(e->other, NULL);
+    return NULL;
+}
+
+static void *main_cancel_early(void *arg)
+{
+    _Atomic int flag = 0;
+    struct early e = {.sleep_rc = 1, .sleep0_rc = 1, .join_rc = 1};
+    cr_assert_eq(coru_spawn(&e.other, wait_for_flag, &flag, NULL), 0);
+    coru_t *h;
+    cr_assert_eq(coru_spawn(&h, cancelled_early, &e, NULL), 0);
+    cr_assert_eq(coru_cancel(h), 0);
+    atomic_store(&e.go, 1);
+    cr_assert_eq(coru_join(h, NULL), 0);
+    cr_assert_eq(e.sleep_rc, -ECANCELED);
+    cr_assert_eq(e.sleep0_rc, -ECANCELED);
+    cr_assert_eq(e.join_rc, -ECANCELED);
+    atomic_store(&flag, 1);
+    cr_assert_eq(coru_join(e.other, NULL), 0);
+    return arg;
+}
+
+Test(sched, cancel_before_the_first_block_fails_that_block, .timeout = 30)
+{
+    FOR_EACH_ENGINE(io) {
+        for (unsigned w = 1; w <= 2; w++) {
+            struct coru_opts o = opts_for(io, w);
+            cr_assert_eq(coru_run(main_cancel_early, NULL, &o), 0);
+        }
+    }
+}
+
+static void *ten_second_sleeper(void *arg)
+{
+    atomic_store((_Atomic int *)arg, 1);
+    return (void *)(intptr_t)coru_sleep(10000 * MS);
+}
+
+static void *plain_canceller(void *h)
+{
+    return (void *)(intptr_t)coru_cancel(h);
+}
+
+static void *main_cancel_from_thread(void *arg)
+{
+    _Atomic int started = 0;
+    coru_t *h;
+    cr_assert_eq(coru_spawn(&h, ten_second_sleeper, &started, NULL), 0);
+    while (!atomic_load(&started)) cr_assert_eq(coru_sleep(1 * MS), 0);
+    cr_assert_eq(coru_sleep(20 * MS), 0);
+    pthread_t t;
+    void *trc;
+    cr_assert_eq(pthread_create(&t, NULL, plain_canceller, h), 0);
+    pthread_join(t, &trc);
+    cr_assert_eq((intptr_t)trc, 0);
+    void *r;
+    cr_assert_eq(coru_join(h, &r), 0);
+    cr_assert_eq((intptr_t)r, -ECANCELED);
+    return arg;
+}
+
+Test(sched, a_plain_thread_can_cancel_a_parked_coroutine, .timeout = 30)
+{
+    FOR_EACH_ENGINE(io) {
+        struct coru_opts o = opts_for(io, 2);
+        cr_assert_eq(coru_run(main_cancel_from_thread, NULL, &o), 0);
+    }
+}

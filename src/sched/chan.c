@@ -1,37 +1,29 @@
 /* Channels: buffered and unbuffered, many senders and receivers, from
- * coroutines on any worker or from plain threads.
+ * coroutines on any worker or from plain threads; select lives in
+ * select.c and uses the locked operations exported here (chan.h).
  *
  * Invariants (all under ch->lock):
- *   - recvq non-empty => the buffer is empty (a receiver only waits when
- *     there is nothing to take) and sendq is empty.
- *   - sendq non-empty => the buffer is full (or cap == 0) and recvq is
- *     empty.
- *   - closed => no new waiter is enqueued; close emptied both queues.
+ *   - A claimable receiver is queued only while the buffer is empty, and
+ *     a claimable sender only while it is full (or cap == 0). Nodes of
+ *     waiters already claimed elsewhere (a select that fired on another
+ *     channel, a timeout, a cancel) may linger until their owner unlinks
+ *     them; every dequeue skips them (coru__waitq_claim).
+ *   - closed => no new node is enqueued; close claimed every waiter it
+ *     found and wakes them with -EPIPE.
  *   - Each element is copied once into the receiver's memory: a sender
  *     that finds a parked receiver writes straight into its buffer; a
  *     receiver that finds a parked sender (unbuffered) reads straight
  *     from the sender's memory. A buffered receiver that frees a slot
  *     refills it from the oldest parked sender, so FIFO order holds.
- *   - A waiter is dequeued by exactly one party (under the lock), which
- *     then wakes it once (waiter.h); the woken coroutine runs next on the
- *     waker's worker (run-next slot).
+ *   - The claimed waiter is woken after the lock is dropped; it cannot
+ *     return (and free the node) before that wake, and it runs next on
+ *     the waker's worker (run-next slot).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "sched/lock.h"
-#include "sched/waiter.h"
-
-struct coru_chan {
-    struct coru__lock lock;
-    bool closed;
-    size_t esz;              /* element size */
-    size_t cap;              /* capacity in elements (0: unbuffered) */
-    size_t head, count;      /* ring: oldest element at head */
-    struct coru__waitq recvq, sendq;
-    unsigned char *buf;      /* cap * esz bytes (NULL if cap == 0) */
-};
+#include "sched/chan.h"
 
 int coru_chan_create(coru_chan **out, size_t elem_size, size_t capacity)
 {
@@ -55,7 +47,8 @@ int coru_chan_create(coru_chan **out, size_t elem_size, size_t capacity)
 void coru_chan_destroy(coru_chan *ch)
 {
     if (!ch) return;
-    if (ch->recvq.head || ch->sendq.head) CORU_PANIC("channel destroyed while coroutines wait on it");
+    if (coru__waitq_ready(&ch->recvq) || coru__waitq_ready(&ch->sendq))
+        CORU_PANIC("channel destroyed while coroutines wait on it");
     free(ch->buf);
     free(ch);
 }
@@ -65,77 +58,118 @@ static inline unsigned char *slot(struct coru_chan *ch, size_t i)
     return ch->buf + ((ch->head + i) % ch->cap) * ch->esz;
 }
 
-int coru_chan_send(coru_chan *ch, const void *elem)
+int coru__chan_send_locked(struct coru_chan *ch, const void *elem, struct coru__wnode **wake)
 {
-    if (!ch || !elem) return -EINVAL;
-    if (coru__gen_depth > 0) return -EPERM;
-    coru__lock(&ch->lock);
-    if (ch->closed) {
-        coru__unlock(&ch->lock);
-        return -EPIPE;
-    }
-    struct coru__waiter *r = coru__waitq_pop(&ch->recvq);
+    *wake = NULL;
+    if (ch->closed) return -EPIPE;
+    struct coru__wnode *r = coru__waitq_claim(&ch->recvq);
     if (r) {
         memcpy(r->data, elem, ch->esz);
-        coru__unlock(&ch->lock);
-        coru__waiter_wake(r, 0);
+        *wake = r;
         return 0;
     }
     if (ch->count < ch->cap) {
         memcpy(slot(ch, ch->count), elem, ch->esz);
         ch->count++;
-        coru__unlock(&ch->lock);
         return 0;
     }
-    struct coru__waiter w;
-    int rc = coru__waiter_init(&w, (void *)elem);
-    if (rc) {
-        coru__unlock(&ch->lock);
-        return rc;
-    }
-    coru__waitq_push(&ch->sendq, &w);
-    coru__unlock(&ch->lock);
-    return coru__waiter_block(&w);
+    return -EAGAIN;
 }
 
-int coru_chan_recv(coru_chan *ch, void *elem)
+int coru__chan_recv_locked(struct coru_chan *ch, void *elem, struct coru__wnode **wake)
 {
-    if (!ch || !elem) return -EINVAL;
-    if (coru__gen_depth > 0) return -EPERM;
-    coru__lock(&ch->lock);
+    *wake = NULL;
     if (ch->count) {
         memcpy(elem, slot(ch, 0), ch->esz);
         ch->head = (ch->head + 1) % ch->cap;
         ch->count--;
-        struct coru__waiter *s = coru__waitq_pop(&ch->sendq);
+        struct coru__wnode *s = coru__waitq_claim(&ch->sendq);
         if (s) {
             memcpy(slot(ch, ch->count), s->data, ch->esz);
             ch->count++;
+            *wake = s;
         }
-        coru__unlock(&ch->lock);
-        if (s) coru__waiter_wake(s, 0);
         return 0;
     }
-    struct coru__waiter *s = coru__waitq_pop(&ch->sendq);
+    struct coru__wnode *s = coru__waitq_claim(&ch->sendq);
     if (s) {
         memcpy(elem, s->data, ch->esz);
-        coru__unlock(&ch->lock);
-        coru__waiter_wake(s, 0);
+        *wake = s;
         return 0;
     }
-    if (ch->closed) {
+    return ch->closed ? -EPIPE : -EAGAIN;
+}
+
+bool coru__chan_ready(struct coru_chan *ch, enum coru_sel_op op)
+{
+    if (ch->closed) return true;
+    if (op == CORU_SEL_SEND) return ch->count < ch->cap || coru__waitq_ready(&ch->recvq);
+    return ch->count > 0 || coru__waitq_ready(&ch->sendq);
+}
+
+/* One send or receive: the locked fast path, else park on the channel. */
+static int op(struct coru_chan *ch, enum coru_sel_op kind, void *elem, int64_t deadline, bool try_only)
+{
+    if (!ch || !elem) return -EINVAL;
+    if (!try_only && coru__gen_depth > 0) return -EPERM;
+    struct coru__wnode *wake;
+    coru__lock(&ch->lock);
+    int rc = kind == CORU_SEL_SEND ? coru__chan_send_locked(ch, elem, &wake)
+                                   : coru__chan_recv_locked(ch, elem, &wake);
+    if (rc != -EAGAIN || try_only) {
         coru__unlock(&ch->lock);
-        return -EPIPE;
+        if (wake) coru__waiter_wake(wake->w, 0, wake->idx);
+        return rc;
+    }
+    if (deadline >= 0 && deadline <= coru__now_ns()) {
+        coru__unlock(&ch->lock);
+        return -ETIMEDOUT;
     }
     struct coru__waiter w;
-    int rc = coru__waiter_init(&w, elem);
-    if (rc) {
+    if ((rc = coru__waiter_init(&w))) {
         coru__unlock(&ch->lock);
         return rc;
     }
-    coru__waitq_push(&ch->recvq, &w);
+    struct coru__wnode node;
+    coru__wnode_init(&node, &w, elem, 0);
+    struct coru__waitq *q = kind == CORU_SEL_SEND ? &ch->sendq : &ch->recvq;
+    coru__waitq_push(q, &node);
     coru__unlock(&ch->lock);
-    return coru__waiter_block(&w);
+    rc = coru__waiter_block(&w, deadline);
+    coru__lock(&ch->lock);
+    coru__waitq_unlink(q, &node);
+    coru__unlock(&ch->lock);
+    return rc;
+}
+
+int coru_chan_send(coru_chan *ch, const void *elem)
+{
+    return op(ch, CORU_SEL_SEND, (void *)elem, CORU_NEVER, false);
+}
+
+int coru_chan_send_dl(coru_chan *ch, const void *elem, int64_t deadline)
+{
+    return op(ch, CORU_SEL_SEND, (void *)elem, deadline, false);
+}
+
+int coru_chan_try_send(coru_chan *ch, const void *elem)
+{
+    return op(ch, CORU_SEL_SEND, (void *)elem, CORU_NEVER, true);
+}
+
+int coru_chan_recv(coru_chan *ch, void *elem)
+{
+    return op(ch, CORU_SEL_RECV, elem, CORU_NEVER, false);
+}
+
+int coru_chan_recv_dl(coru_chan *ch, void *elem, int64_t deadline)
+{
+    return op(ch, CORU_SEL_RECV, elem, deadline, false);
+}
+
+int coru_chan_try_recv(coru_chan *ch, void *elem)
+{
+    return op(ch, CORU_SEL_RECV, elem, CORU_NEVER, true);
 }
 
 int coru_chan_close(coru_chan *ch)
@@ -147,20 +181,19 @@ int coru_chan_close(coru_chan *ch)
         return -EPIPE;
     }
     ch->closed = true;
-    /* Detach both queues under the lock, wake after it. */
-    struct coru__waiter *rs = ch->recvq.head, *ss = ch->sendq.head;
-    ch->recvq.head = ch->recvq.tail = NULL;
-    ch->sendq.head = ch->sendq.tail = NULL;
-    coru__unlock(&ch->lock);
-    while (rs) {
-        struct coru__waiter *nx = rs->next;
-        coru__waiter_wake(rs, -EPIPE);
-        rs = nx;
+    /* Claim every parked party under the lock (their nodes stay valid
+     * until we wake them), collect them through the now free links, and
+     * wake them after the lock. */
+    struct coru__wnode *list = NULL, *n;
+    while ((n = coru__waitq_claim(&ch->recvq)) || (n = coru__waitq_claim(&ch->sendq))) {
+        n->next = list;
+        list = n;
     }
-    while (ss) {
-        struct coru__waiter *nx = ss->next;
-        coru__waiter_wake(ss, -EPIPE);
-        ss = nx;
+    coru__unlock(&ch->lock);
+    while (list) {
+        n = list;
+        list = n->next;
+        coru__waiter_wake(n->w, -EPIPE, n->idx);
     }
     return 0;
 }

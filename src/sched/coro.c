@@ -5,13 +5,12 @@
  *   - refs counts the owners of the struct: the coroutine itself until it
  *     has finished switching out for the last time, plus the handle until
  *     coru_join or coru_detach. The last one frees it.
- *   - joiner goes NULL -> (joining coroutine) -> JOIN_DONE, or NULL ->
- *     JOIN_DONE. The coroutine writes `result` before its exchange to
- *     JOIN_DONE (release), and the joiner reads it only after seeing
- *     JOIN_DONE (acquire) or being woken by that exchange's owner, so the
- *     result is never read early. Exactly one side wakes: the exit path
- *     wakes the joiner it swapped out; a joiner that finds JOIN_DONE
- *     never parks.
+ *   - finished, join_waiter, waiting and the setting of cancelled are
+ *     guarded by the coroutine's wait_lock. The exit path sets finished
+ *     and wakes a parked joiner under that lock; a joiner checks finished
+ *     and registers under it; so exactly one of them sees the other. The
+ *     result is written before finished (and read after it), both ordered
+ *     by the lock.
  *   - A coroutine gets its stack on its first run (sched.c), so spawning
  *     costs one small allocation and a queue push, and a million spawned
  *     but not yet started coroutines cost no stack memory.
@@ -22,8 +21,8 @@
 
 #include "sched/depot.h"
 #include "sched/sched.h"
+#include "sched/waiter.h"
 
-#define JOIN_DONE ((struct coru_co *)(uintptr_t)1)
 
 void coru__schedule_new(struct coru_co *co);
 void coru__count_spawn(void);
@@ -117,7 +116,11 @@ int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_a
     co->id = coru__next_id();
     co->stack_size = ss;
     atomic_init(&co->pstate, CO_RUNNING);
-    atomic_init(&co->joiner, NULL);
+    coru__lock_init(&co->wait_lock);
+    co->waiting = NULL;
+    atomic_init(&co->cancelled, false);
+    co->finished = false;
+    co->join_waiter = NULL;
     atomic_init(&co->refs, refs);
     co->next = NULL;
     if (out) *out = co;
@@ -151,12 +154,12 @@ void coru__co_entry(void *p)
     struct coru_co *co = p;
     coru__co_started();
     void *r = co->fn(co->arg);
+    coru__lock(&co->wait_lock);
     co->result = r;
-    /* acq_rel: release publishes result to the joiner (pairs with the
-     * acquire in coru_join); acquire makes the joiner's PARKING store,
-     * published by its release CAS, visible before coru__ready. */
-    struct coru_co *j = atomic_exchange_explicit(&co->joiner, JOIN_DONE, memory_order_acq_rel);
-    if (j) coru__ready(j);
+    co->finished = true;
+    struct coru__waiter *j = co->join_waiter;
+    if (j && coru__waiter_claim(j)) coru__waiter_wake(j, 0, 0);
+    coru__unlock(&co->wait_lock);
     coru__exit_switch();
 }
 
@@ -172,29 +175,57 @@ void coru__co_finished(struct coru__worker *w, struct coru_co *co)
     co_unref(co);
 }
 
-int coru_join(coru_t *h, void **result)
+int coru_join_dl(coru_t *h, void **result, int64_t deadline)
 {
     if (!h) return -EINVAL;
     int rc = coru__can_park();
     if (rc) return rc;
-    struct coru_co *self = coru__co_self();
-    if (h == self) return -EDEADLK;
-    struct coru_co *j = atomic_load_explicit(&h->joiner, memory_order_acquire); /* pairs with the exit exchange */
-    if (j != JOIN_DONE) {
-        coru__park_prepare(self);
-        struct coru_co *expect = NULL;
-        /* release: publishes our PARKING state to the exit path; acquire
-         * on failure: pairs with the exit exchange (result visible). */
-        if (atomic_compare_exchange_strong_explicit(&h->joiner, &expect, self, memory_order_acq_rel,
-                                                    memory_order_acquire)) {
-            coru__park();
-        } else {
-            coru__park_cancel(self);
-            if (expect != JOIN_DONE) return -EINVAL; /* another coroutine joins it */
+    if (h == coru__co_self()) return -EDEADLK;
+    struct coru__waiter w;
+    coru__lock(&h->wait_lock);
+    if (!h->finished) {
+        if (h->join_waiter) {
+            coru__unlock(&h->wait_lock);
+            return -EINVAL; /* another coroutine is joining it */
+        }
+        if (deadline >= 0 && deadline <= coru__now_ns()) {
+            coru__unlock(&h->wait_lock);
+            return -ETIMEDOUT;
+        }
+        if ((rc = coru__waiter_init(&w))) {
+            coru__unlock(&h->wait_lock);
+            return rc;
+        }
+        h->join_waiter = &w;
+        coru__unlock(&h->wait_lock);
+        rc = coru__waiter_block(&w, deadline);
+        coru__lock(&h->wait_lock);
+        h->join_waiter = NULL;
+        if (rc) {
+            coru__unlock(&h->wait_lock);
+            return rc; /* -ETIMEDOUT or -ECANCELED: the handle stays valid */
         }
     }
+    coru__unlock(&h->wait_lock);
     if (result) *result = h->result;
     co_unref(h);
+    return 0;
+}
+
+int coru_join(coru_t *h, void **result)
+{
+    return coru_join_dl(h, result, CORU_NEVER);
+}
+
+int coru_cancel(coru_t *h)
+{
+    if (!h) return -EINVAL;
+    coru__lock(&h->wait_lock);
+    /* release: a later coru__waiter_init (acquire) on h sees it */
+    atomic_store_explicit(&h->cancelled, true, memory_order_release);
+    struct coru__waiter *w = h->waiting;
+    if (!h->finished && w && coru__waiter_claim(w)) coru__waiter_wake(w, -ECANCELED, -1);
+    coru__unlock(&h->wait_lock);
     return 0;
 }
 

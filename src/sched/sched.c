@@ -55,6 +55,9 @@
 #define DEQUE_CAP 256
 #define GQ_POLL_INTERVAL 61 /* ticks between global queue checks */
 #define LIFO_MAX_STREAK 3   /* run-next uses in a row before the deque */
+#define TRIM_PERIOD_NS 10000000 /* idle stack trimming: at most every 10 ms */
+#define TRIM_BATCH 256
+#define TIMER_INTERVAL 16  /* ticks between checks for due timers */
 #define OLDEST_INTERVAL 1024 /* ticks between runs of the oldest deque entry */
 #define SPIN_NS 30000      /* how long an idle worker looks for work before sleeping */
 
@@ -112,6 +115,11 @@ __attribute__((noinline)) struct coru_co *coru__co_self(void)
     struct coru__worker *w = tls_w;
     __asm__ volatile("" ::: "memory");
     return w ? w->cur : NULL;
+}
+
+struct coru__theap *coru__worker_timers(void)
+{
+    return &coru__worker_self()->timers;
 }
 
 int coru__can_park(void)
@@ -256,7 +264,12 @@ void coru__ready(struct coru_co *co)
     struct coru__worker *w = coru__worker_self();
     if (w) {
         coru__stat_inc(&w->st.wakeups);
-        schedule_next(w, co);
+        if (w->wake_fifo) {
+            push_local(w, &w->yq, co);
+            notify();
+        } else {
+            schedule_next(w, co);
+        }
     } else {
         gq_push(&co, 1);
         notify();
@@ -323,13 +336,30 @@ static struct coru_co *take_local(struct coru__worker *w)
     return coru__deque_grab(&w->yq, &co, 1) ? co : NULL;
 }
 
+/* Fires w's due timers. The coroutines they wake are queued in the FIFO
+ * yield queue, not the run-next slot, so those due together run in
+ * deadline order. Owner only. */
+static int fire_timers(struct coru__worker *w)
+{
+    w->wake_fifo = true;
+    int n = coru__theap_fire(&w->timers, coru__now_ns());
+    w->wake_fifo = false;
+    return n;
+}
+
 /* The fast path shared by the scheduler loop and direct switches: the
  * global queue now and then (so it never starves), else the run-next
  * slot and the own deque. Owner only. */
 static struct coru_co *next_local(struct coru__worker *w)
 {
     struct coru_co *co;
-    if (++w->tick % GQ_POLL_INTERVAL == 0 && (co = gq_take(w))) return co;
+    ++w->tick;
+    /* Due timers every TIMER_INTERVAL ticks while some are armed: a clock
+     * read per switch would cost more than the switch. An idle worker
+     * fires them on time from its wait. */
+    if (w->tick % TIMER_INTERVAL == 0 && coru__theap_next(&w->timers) != INT64_MAX)
+        fire_timers(w);
+    if (w->tick % GQ_POLL_INTERVAL == 0 && (co = gq_take(w))) return co;
     return take_local(w);
 }
 
@@ -365,11 +395,30 @@ static bool any_work(void)
     return false;
 }
 
+/* Removes w from the idle list. Caller holds idle_lock; w is listed. */
+static void unlist_self(struct coru__worker *w)
+{
+    struct coru__worker **pp = &rt.idle_head;
+    while (*pp != w) pp = &(*pp)->idle_next;
+    *pp = w->idle_next;
+    w->idle_listed = false;
+    atomic_fetch_sub_explicit(&rt.nidle, 1, memory_order_seq_cst);
+}
+
 /* I1-I4 of the idling protocol. Returns when there may be work: either a
  * waker unlisted us (and counted us as spinning), or the re-check in I3
  * found work, or the run is stopping. On return the worker spins. */
 static void go_idle(struct coru__worker *w)
 {
+    /* Memory a burst of exits left in the stack depot goes back to the
+     * OS while there is nothing else to do, a little at a time (munmap
+     * and madvise stall the other workers on the mm lock): at most
+     * TRIM_BATCH stacks per TRIM_PERIOD_NS per worker. */
+    int64_t now = coru__now_ns();
+    if (now - w->last_trim >= TRIM_PERIOD_NS) {
+        w->last_trim = now;
+        coru__stack_depot_trim_to(CORU__STACK_DEPOT_KEEP, TRIM_BATCH);
+    }
     pthread_mutex_lock(&rt.idle_lock);
     w->idle_listed = true;
     w->idle_next = rt.idle_head;
@@ -386,13 +435,7 @@ static void go_idle(struct coru__worker *w)
     if (work || atomic_load_explicit(&rt.stop, memory_order_seq_cst)) {
         pthread_mutex_lock(&rt.idle_lock);
         bool listed = w->idle_listed;
-        if (listed) {
-            struct coru__worker **pp = &rt.idle_head;
-            while (*pp != w) pp = &(*pp)->idle_next;
-            *pp = w->idle_next;
-            w->idle_listed = false;
-            atomic_fetch_sub_explicit(&rt.nidle, 1, memory_order_seq_cst);
-        }
+        if (listed) unlist_self(w);
         pthread_mutex_unlock(&rt.idle_lock);
         /* Unlisted by ourselves: count ourselves as spinning. Unlisted by
          * a notify: it already counted us (its wake-up stays pending in
@@ -402,17 +445,35 @@ static void go_idle(struct coru__worker *w)
         return;
     }
     for (;;) {
+        /* I4: sleep until woken, or until our nearest timer. Only this
+         * worker arms timers on its heap, so the deadline cannot move
+         * earlier while we sleep. */
+        int64_t next = coru__theap_next(&w->timers), timeout = -1;
+        if (next != INT64_MAX) {
+            timeout = next - coru__now_ns();
+            if (timeout < 0) timeout = 0;
+        }
         coru__stat_inc(&w->st.sleeps);
-        int rc = coru__engine_wait(w->eng, -1); /* I4 */
+        int rc = coru__engine_wait(w->eng, timeout);
         if (rc < 0) CORU_PANIC("engine wait failed: %d", rc);
+        int fired = next != INT64_MAX ? fire_timers(w) : 0;
         pthread_mutex_lock(&rt.idle_lock);
         bool listed = w->idle_listed;
+        if (listed && fired) {
+            unlist_self(w); /* our own timers made work */
+        }
         pthread_mutex_unlock(&rt.idle_lock);
         if (!listed) {
             w->spinning = true; /* counted by the notify that unlisted us */
             return;
         }
-        /* Still listed: a stale wake-up from an earlier round. */
+        if (fired) {
+            w->spinning = true;
+            atomic_fetch_add_explicit(&rt.nspinning, 1, memory_order_seq_cst);
+            return;
+        }
+        /* Still listed: a stale wake-up, or a timer another worker's
+         * coroutine disarmed. Sleep again. */
     }
 }
 
@@ -446,6 +507,7 @@ static struct coru_co *find_work(struct coru__worker *w)
                 }
             } while (coru__now_ns() < until && !atomic_load_explicit(&rt.stop, memory_order_relaxed));
         }
+        if (fire_timers(w)) continue;
         go_idle(w);
         continue;
     found:
@@ -649,6 +711,7 @@ static void *worker_main(void *p)
     pthread_barrier_wait(&rt.stop_bar);
     if (w->eng) coru__engine_destroy(w->eng);
     w->eng = NULL;
+    coru__theap_fini(&w->timers);
     coru__stack_pool_fini(&w->pool);
     coru__co_cache_drain(w);
     coru__stack_thread_fini();
@@ -729,6 +792,7 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
         ws[i].rng = 0x9e3779b9u * (i + 1) ^ (uint32_t)coru__now_ns();
         if (!ws[i].rng) ws[i].rng = 1;
         coru__stack_pool_init(&ws[i].pool);
+        coru__theap_init(&ws[i].timers);
         if (coru__deque_init(&ws[i].dq, DEQUE_CAP) || coru__deque_init(&ws[i].yq, DEQUE_CAP)) {
             for (unsigned k = 0; k <= i; k++) {
                 coru__deque_fini(&ws[k].dq);

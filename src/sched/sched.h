@@ -41,7 +41,9 @@
 #include "common.h"
 #include "sched/ctx.h"
 #include "sched/deque.h"
+#include "sched/lock.h"
 #include "sched/stack.h"
+#include "sched/timer.h"
 
 enum {
     CO_RUNNING = 0, /* running, runnable, or not yet started */
@@ -57,14 +59,18 @@ struct coru_co {
     struct coru__stack *stack;  /* NULL until its first run */
     coru_fn fn;
     void *arg;
-    void *result;               /* written at exit, before `joiner` is set DONE */
+    void *result;               /* written at exit under wait_lock */
     uint64_t id;
     size_t stack_size;          /* requested usable size, 0 = default */
     _Atomic int pstate;         /* parking protocol, see above */
-    _Atomic(struct coru_co *) joiner; /* NULL, the joining coroutine, or JOIN_DONE */
     _Atomic int refs;           /* 1 for the running coroutine + 1 per handle */
     struct coru_co *next;       /* link in a free-struct cache or the depot
                                    (coro.c); owner: that list's owner */
+    struct coru__lock wait_lock; /* guards waiting, and joins/cancels */
+    struct coru__waiter *waiting; /* the wait coru_cancel can end; wait_lock */
+    _Atomic bool cancelled;     /* sticky; set under wait_lock */
+    bool finished;              /* set at exit under wait_lock */
+    struct coru__waiter *join_waiter; /* a coru_join parked on it; wait_lock */
 };
 
 /* Per-worker state. Owner: the worker thread, unless a field says else. */
@@ -80,9 +86,12 @@ struct coru__worker {
     struct coru__ctx *sched_ctx; /* the thread's native context */
     struct coru__stack_pool pool;
     struct coru__engine *eng;    /* created on the worker thread */
+    struct coru__theap timers;   /* armed and fired by the owner; disarmed by anyone */
     uint64_t tick;
+    int64_t last_trim;           /* when go_idle last trimmed the stack depot */
     uint32_t rng;
     bool spinning;               /* counted in rt.nspinning */
+    bool wake_fifo;              /* coru__ready queues FIFO (timer batches) */
     bool idle_listed;            /* guarded by rt.idle_lock */
     struct coru__worker *idle_next; /* guarded by rt.idle_lock */
     pthread_t thread;
@@ -101,6 +110,9 @@ struct coru__worker *coru__worker_self(void);
  * or a plain thread). Inside a generator body this is still the coroutine
  * that drives the generator. */
 struct coru_co *coru__co_self(void);
+
+/* The calling worker's timer heap (callers run on a worker). */
+struct coru__theap *coru__worker_timers(void);
 
 /* Can the caller park? 0, or -EPERM (no coroutine, or in a generator). */
 int coru__can_park(void);

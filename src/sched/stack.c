@@ -101,9 +101,12 @@ static struct slab_class *classes; /* guarded by slab_lock */
  * memory still mapped) between the per-worker pools and the OS. A pool
  * over its high-water mark hands half of itself here, a pool that runs
  * dry takes a batch back, so stacks move between workers without a
- * system call; only what exceeds the depot's capacity goes back to the
- * OS. */
-static struct coru__depot depot = CORU__DEPOT_INIT(struct coru__stack, next, 2048);
+ * system call. Releasing memory is slow (munmap, madvise) and bursts of
+ * exits are common, so frees never wait for it: the depot takes up to
+ * DEPOT_HARD_MAX stacks, and an idle worker trims it back to
+ * CORU__STACK_DEPOT_KEEP before it sleeps (coru__stack_depot_trim_to). */
+#define DEPOT_HARD_MAX 32768
+static struct coru__depot depot = CORU__DEPOT_INIT(struct coru__stack, next, DEPOT_HARD_MAX);
 
 static pthread_once_t sig_once = PTHREAD_ONCE_INIT;
 static int sig_err; /* install_handlers' result, read after pthread_once */
@@ -498,6 +501,14 @@ static void pool_spill(struct coru__stack_pool *p)
 void coru__stack_depot_trim(void)
 {
     release_list(coru__depot_drain(&depot));
+}
+
+void coru__stack_depot_trim_to(size_t keep, size_t most)
+{
+    size_t n = coru__depot_count(&depot);
+    if (n <= keep) return;
+    if (n - keep < most) most = n - keep;
+    release_list(coru__depot_take(&depot, most));
 }
 
 size_t coru__stack_depot_count(void)

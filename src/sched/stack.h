@@ -109,12 +109,15 @@ void coru__stack_thread_fini(void);
  * its own thread stack). Called by the context-switch layer. */
 void coru__stack_set_current(struct coru__stack *s);
 
-/* The depot: a process-wide cache (at most 2048 stacks) between the
- * per-worker pools and the OS. A pool past its high-water mark moves half
- * of itself there; an empty pool refills from it; stacks beyond its bound
- * go back to the OS. trim releases every stack it holds (coru_run calls
- * it when a run ends). */
+/* The depot: a process-wide cache between the per-worker pools and the
+ * OS. A pool past its high-water mark moves half of itself there; an
+ * empty pool refills from it. It holds at most 32768 stacks (beyond that
+ * a free goes back to the OS at once); trim_to(keep, most) gives back up
+ * to `most` of those above `keep` (idle workers call it, paced, before
+ * sleeping), trim() all of them (coru_run, when a run ends). */
+#define CORU__STACK_DEPOT_KEEP 2048
 void coru__stack_depot_trim(void);
+void coru__stack_depot_trim_to(size_t keep, size_t most);
 size_t coru__stack_depot_count(void);
 
 /* Counters for tests: stacks mapped with guard pages now, and the budget. */

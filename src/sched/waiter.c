@@ -1,49 +1,100 @@
-/* Blocking and waking one waiter: parks a coroutine, or puts a plain
- * thread to sleep on a futex (so channels work from threads outside the
- * runtime). See waiter.h for the protocol. */
+/* Blocking and waking one waiter: parks a coroutine (with an optional
+ * deadline and cancellation), or blocks a plain thread on a futex. See
+ * waiter.h for the protocol. */
 #include "sched/waiter.h"
 
 #include <errno.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
-int coru__waiter_init(struct coru__waiter *w, void *data)
+int coru__waiter_init(struct coru__waiter *w)
 {
     if (coru__gen_depth > 0) return -EPERM;
-    w->next = w->prev = NULL;
     w->co = coru__co_self();
+    atomic_init(&w->done, 0);
     atomic_init(&w->futex, 0);
     w->code = 0;
-    w->data = data;
-    if (w->co) coru__park_prepare(w->co);
+    w->fired = -1;
+    w->tm.idx = SIZE_MAX;
+    w->tm.heap = NULL;
+    w->tm.w = w;
+    if (w->co) {
+        /* acquire: pairs with the release in coru_cancel */
+        if (atomic_load_explicit(&w->co->cancelled, memory_order_acquire)) return -ECANCELED;
+        coru__park_prepare(w->co);
+    }
     return 0;
 }
 
-int coru__waiter_block(struct coru__waiter *w)
+void coru__waiter_abort(struct coru__waiter *w)
 {
+    if (w->co) coru__park_cancel(w->co);
+}
+
+void coru__waiter_wake(struct coru__waiter *w, int code, int fired)
+{
+    w->code = code;
+    w->fired = fired;
     if (w->co) {
-        coru__park();
+        coru__ready(w->co); /* its release publishes code, fired and data */
     } else {
-        /* acquire: pairs with the release store in coru__waiter_wake, so
-         * code and data written by the waker are visible. */
-        while (atomic_load_explicit(&w->futex, memory_order_acquire) == 0)
-            syscall(SYS_futex, &w->futex, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+        /* Take the address first: once futex is 1 the thread may return
+         * and its frame be reused; a futex wake on a stale address only
+         * causes a spurious wake-up, which every futex waiter tolerates. */
+        _Atomic uint32_t *f = &w->futex;
+        atomic_store_explicit(f, 1, memory_order_release); /* pairs with the acquire in thread_block */
+        syscall(SYS_futex, f, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    }
+}
+
+static int thread_block(struct coru__waiter *w, int64_t deadline)
+{
+    /* acquire: pairs with the release in coru__waiter_wake */
+    while (atomic_load_explicit(&w->futex, memory_order_acquire) == 0) {
+        struct timespec ts, *tsp = NULL;
+        if (deadline >= 0) {
+            int64_t left = deadline - coru__now_ns();
+            if (left <= 0) {
+                if (coru__waiter_claim(w)) return w->code = -ETIMEDOUT;
+                deadline = -1; /* a waker won: wait for its wake */
+                continue;
+            }
+            ts.tv_sec = left / 1000000000;
+            ts.tv_nsec = left % 1000000000;
+            tsp = &ts;
+        }
+        syscall(SYS_futex, &w->futex, FUTEX_WAIT_PRIVATE, 0, tsp, NULL, 0);
     }
     return w->code;
 }
 
-void coru__waiter_wake(struct coru__waiter *w, int code)
+int coru__waiter_block(struct coru__waiter *w, int64_t deadline)
 {
-    w->code = code;
-    if (w->co) {
-        coru__ready(w->co); /* release inside publishes code and data */
-    } else {
-        /* Read the address first: once futex is 1 the waiter may return
-         * and its stack frame (w) may be reused. The futex syscall on a
-         * stale address is harmless (it wakes nobody). */
-        _Atomic uint32_t *f = &w->futex;
-        atomic_store_explicit(f, 1, memory_order_release); /* pairs with the acquire in block */
-        syscall(SYS_futex, f, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    struct coru_co *co = w->co;
+    if (!co) return thread_block(w, deadline);
+    if (deadline >= 0) {
+        if (deadline <= coru__now_ns()) {
+            if (coru__waiter_claim(w)) coru__waiter_wake(w, -ETIMEDOUT, -1);
+        } else {
+            w->tm.when = deadline;
+            /* The owner worker fires it; we run on it until we park. */
+            if (coru__timer_arm(coru__worker_timers(), &w->tm) && coru__waiter_claim(w))
+                coru__waiter_wake(w, -ENOMEM, -1);
+        }
     }
+    coru__lock(&co->wait_lock);
+    co->waiting = w;
+    if (atomic_load_explicit(&co->cancelled, memory_order_relaxed) && coru__waiter_claim(w))
+        coru__waiter_wake(w, -ECANCELED, -1);
+    coru__unlock(&co->wait_lock);
+
+    coru__park();
+
+    coru__lock(&co->wait_lock);
+    co->waiting = NULL;
+    coru__unlock(&co->wait_lock);
+    if (w->tm.heap) coru__timer_disarm(&w->tm);
+    return w->code;
 }

@@ -1,0 +1,30 @@
+/* The clock and sleeping: a sleep is a wait with only a deadline. */
+#include <errno.h>
+
+#include "sched/waiter.h"
+
+int64_t coru_now(void)
+{
+    return coru__now_ns();
+}
+
+int coru_sleep_until(int64_t deadline)
+{
+    if (deadline <= coru__now_ns()) {
+        if (coru__gen_depth > 0) return -EPERM;
+        struct coru_co *co = coru__co_self();
+        if (co && atomic_load_explicit(&co->cancelled, memory_order_acquire)) return -ECANCELED;
+        if (co) coru_yield(); /* let others run, as a zero sleep does in Go */
+        return 0;
+    }
+    struct coru__waiter w;
+    int rc = coru__waiter_init(&w);
+    if (rc) return rc;
+    rc = coru__waiter_block(&w, deadline);
+    return rc == -ETIMEDOUT ? 0 : rc;
+}
+
+int coru_sleep(int64_t ns)
+{
+    return coru_sleep_until(ns > 0 ? coru__now_ns() + ns : 0);
+}

@@ -1,0 +1,359 @@
+/* test_time: the clock and sleeping: coru_now, coru_sleep, coru_sleep_until
+ * from coroutines (both engines), plain threads and generator bodies;
+ * wake order of many sleepers, a million sleepers at once, and
+ * coru_cancel ending a sleep. Durations are only checked from below. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "common.h"
+#include "coru.h"
+
+#define MS (1000 * 1000LL)
+
+static const enum coru_io engines[] = {CORU_IO_URING, CORU_IO_EPOLL};
+#define FOR_EACH_ENGINE(var) for (size_t var##_i = 0; var##_i < 2; var##_i++) \
+    for (enum coru_io var = engines[var##_i], *var##_once = (void *)1; var##_once; var##_once = NULL)
+
+static int run_on(enum coru_io io, unsigned workers, coru_fn fn, void *arg)
+{
+    struct coru_opts o = {.workers = workers, .io = io};
+    return coru_run(fn, arg, &o);
+}
+
+/* ------------------------------------------------------------ the clock */
+
+Test(time, now_is_monotonic_and_advances)
+{
+    int64_t prev = coru_now();
+    cr_assert_gt(prev, 0);
+    for (int i = 0; i < 1000000; i++) {
+        int64_t t = coru_now();
+        cr_assert_geq(t, prev, "went back from %lld to %lld", (long long)prev, (long long)t);
+        prev = t;
+    }
+    int64_t t0 = coru_now();
+    cr_assert_eq(coru_sleep(2 * MS), 0);
+    cr_assert_geq(coru_now() - t0, 2 * MS);
+}
+
+/* ------------------------------------------------------------ sleeping */
+
+static void *sleep_20ms(void *arg)
+{
+    int64_t t0 = coru_now();
+    cr_assert_eq(coru_sleep(20 * MS), 0);
+    int64_t slept = coru_now() - t0;
+    cr_assert_geq(slept, 20 * MS, "slept %lld ns", (long long)slept);
+    t0 = coru_now();
+    cr_assert_eq(coru_sleep_until(t0 + 20 * MS), 0);
+    cr_assert_geq(coru_now(), t0 + 20 * MS);
+    return arg;
+}
+
+Test(time, sleep_returns_zero_after_at_least_the_duration, .timeout = 30)
+{
+    FOR_EACH_ENGINE(io) {
+        cr_assert_eq(run_on(io, 2, sleep_20ms, NULL), 0);
+    }
+}
+
+static void *sleep_no_wait(void *arg)
+{
+    /* A deadline already past, zero and negative durations: each returns 0
+     * at once (after letting others run). None of these may park, so a
+     * run whose only coroutine does them finishes without a timer. */
+    cr_assert_eq(coru_sleep_until(coru_now() - 1000 * MS), 0);
+    cr_assert_eq(coru_sleep_until(0), 0);
+    cr_assert_eq(coru_sleep_until(coru_now()), 0);
+    cr_assert_eq(coru_sleep(0), 0);
+    cr_assert_eq(coru_sleep(-5), 0);
+    cr_assert_eq(coru_sleep(INT64_MIN), 0);
+    return arg;
+}
+
+Test(time, past_deadline_and_zero_sleep_return_zero_at_once, .timeout = 30)
+{
+    FOR_EACH_ENGINE(io) {
+        cr_assert_eq(run_on(io, 1, sleep_no_wait, NULL), 0);
+        struct coru_stats st;
+        cr_assert_eq(coru_stats(&st), 0);
+        cr_assert_eq(st.total.parks, 0, "a sleep with nothing to wait for parked");
+    }
+    /* the same from a plain thread */
+    cr_assert_eq(coru_sleep_until(coru_now() - 1000 * MS), 0);
+    cr_assert_eq(coru_sleep(0), 0);
+    cr_assert_eq(coru_sleep(-1), 0);
+}
+
+static void *yield_count_body(void *arg)
+{
+    for (int i = 0; i < 100; i++) {
+        atomic_fetch_add((_Atomic int *)arg, 1);
+        coru_yield();
+    }
+    return NULL;
+}
+
+static void *zero_sleep_lets_others_run(void *arg)
+{
+    _Atomic int *ran = arg;
+    coru_t *h;
+    cr_assert_eq(coru_spawn(&h, yield_count_body, ran, NULL), 0);
+    /* one worker: the child runs only when we give it the worker */
+    while (atomic_load(ran) < 100) cr_assert_eq(coru_sleep(0), 0);
+    cr_assert_eq(coru_join(h, NULL), 0);
+    return NULL;
+}
+
+Test(time, zero_sleep_lets_other_coroutines_run, .timeout = 30)
+{
+    _Atomic int ran = 0;
+    cr_assert_eq(run_on(CORU_IO_AUTO, 1, zero_sleep_lets_others_run, &ran), 0);
+    cr_assert_eq(atomic_load(&ran), 100);
+}
+
+/* ------------------------------------------------------------ wake order */
+
+enum { ORDER_N = 100 };
+
+struct order {
+    int64_t step;            /* ns between consecutive deadlines */
+    int64_t base;
+    _Atomic int next;        /* sequence numbers handed out at wake-up */
+    int woke[ORDER_N];       /* woke[seq] = rank of the sleeper's deadline */
+    int rc[ORDER_N];
+};
+
+struct sleeper {
+    struct order *o;
+    int rank;
+};
+
+static void *ordered_sleeper(void *arg)
+{
+    struct sleeper *s = arg;
+    int rc = coru_sleep_until(s->o->base + s->rank * s->o->step);
+    int seq = atomic_fetch_add(&s->o->next, 1);
+    s->o->woke[seq] = s->rank;
+    s->o->rc[seq] = rc;
+    return NULL;
+}
+
+static void *order_main(void *arg)
+{
+    struct order *o = arg;
+    struct sleeper s[ORDER_N];
+    coru_t *h[ORDER_N];
+    /* deadlines armed in a scrambled order (7 is prime to 100) */
+    for (int i = 0; i < ORDER_N; i++) s[i] = (struct sleeper){o, (i * 7) % ORDER_N};
+    o->base = coru_now() + 50 * MS;
+    for (int i = 0; i < ORDER_N; i++) cr_assert_eq(coru_spawn(&h[i], ordered_sleeper, &s[i], NULL), 0);
+    for (int i = 0; i < ORDER_N; i++) cr_assert_eq(coru_join(h[i], NULL), 0);
+    return NULL;
+}
+
+static void check_order(int64_t step)
+{
+    FOR_EACH_ENGINE(io) {
+        struct order o = {.step = step};
+        cr_assert_eq(run_on(io, 1, order_main, &o), 0);
+        cr_assert_eq(atomic_load(&o.next), ORDER_N);
+        for (int k = 0; k < ORDER_N; k++) {
+            cr_assert_eq(o.rc[k], 0);
+            cr_assert_eq(o.woke[k], k, "engine %d, step %lld ns: wake #%d had deadline rank %d "
+                         "(ranks woken: %d %d %d %d %d ...)", io, (long long)step, k, o.woke[k],
+                         o.woke[0], o.woke[1], o.woke[2], o.woke[3], o.woke[4]);
+        }
+    }
+}
+
+Test(time, sleepers_wake_in_deadline_order_on_one_worker, .timeout = 60)
+{
+    /* 1 ms apart: the worker wakes for each deadline in turn */
+    check_order(1 * MS);
+}
+
+Test(time, sleepers_due_together_wake_in_deadline_order, .timeout = 60)
+{
+    /* 1 us apart: the worker finds many deadlines due at one wake-up and
+     * must still resume the sleepers earliest deadline first */
+    check_order(1000);
+}
+
+/* ------------------------------------------------------------ a million */
+
+#ifdef CORU_TSAN
+/* TSan gives every coroutine a fiber, and gcc 12's TSan runtime has a
+ * fixed table of about 8k threads+fibers: a million cannot exist under
+ * it (see test_sched). */
+#define SLEEPERS 4000
+#else
+#define SLEEPERS 1000000
+#endif
+
+static _Atomic long sleeping, woke, woke_bad;
+
+static void *sleeper_200ms(void *arg)
+{
+    atomic_fetch_add(&sleeping, 1);
+    if (coru_sleep(200 * MS) != 0) atomic_fetch_add(&woke_bad, 1);
+    atomic_fetch_add(&woke, 1);
+    return arg;
+}
+
+static void *million_sleepers_main(void *arg)
+{
+    long *peak = arg;
+    for (long i = 0; i < SLEEPERS; i++) cr_assert_eq(coru_go(sleeper_200ms, NULL, NULL), 0);
+    while (atomic_load(&woke) < SLEEPERS) {
+        long asleep = atomic_load(&sleeping) - atomic_load(&woke);
+        if (asleep > *peak) *peak = asleep;
+        cr_assert_eq(coru_sleep(10 * MS), 0);
+    }
+    return NULL;
+}
+
+Test(time, a_million_coroutines_sleep_at_once, .timeout = 300)
+{
+    long peak = 0;
+    cr_assert_eq(run_on(CORU_IO_AUTO, 2, million_sleepers_main, &peak), 0);
+    cr_assert_eq(atomic_load(&sleeping), SLEEPERS);
+    cr_assert_eq(atomic_load(&woke), SLEEPERS);
+    cr_assert_eq(atomic_load(&woke_bad), 0);
+    /* not a timing check: most of them were asleep together at some poll */
+    cr_assert_gt(peak, 0);
+}
+
+/* ------------------------------------------------------------ plain threads */
+
+static void *thread_sleeps(void *arg)
+{
+    int64_t t0 = coru_now();
+    int rc = coru_sleep(10 * MS);
+    int64_t slept = coru_now() - t0;
+    if (rc != 0 || slept < 10 * MS) return (void *)(intptr_t)(rc ? rc : 1);
+    t0 = coru_now();
+    rc = coru_sleep_until(t0 + 10 * MS);
+    if (rc != 0 || coru_now() < t0 + 10 * MS) return (void *)(intptr_t)(rc ? rc : 2);
+    return NULL;
+}
+
+static void *thread_sleeps_in_runtime(void *arg)
+{
+    pthread_t t;
+    void *r;
+    cr_assert_eq(pthread_create(&t, NULL, thread_sleeps, NULL), 0);
+    cr_assert_eq(coru_sleep(5 * MS), 0); /* the worker sleeps alongside */
+    pthread_join(t, &r);
+    cr_assert_eq((intptr_t)r, 0);
+    return arg;
+}
+
+Test(time, plain_thread_sleeps_for_at_least_the_duration, .timeout = 30)
+{
+    pthread_t t;
+    void *r;
+    cr_assert_eq(pthread_create(&t, NULL, thread_sleeps, NULL), 0);
+    pthread_join(t, &r);
+    cr_assert_eq((intptr_t)r, 0, "rc or short sleep: %d", (int)(intptr_t)r);
+    /* the test's own thread is a plain thread too */
+    cr_assert_null(thread_sleeps(NULL));
+    /* and while a runtime runs */
+    cr_assert_eq(run_on(CORU_IO_AUTO, 2, thread_sleeps_in_runtime, NULL), 0);
+}
+
+/* ------------------------------------------------------------ generators */
+
+struct gen_rcs {
+    int sleep, sleep0, until, until_past;
+};
+
+static void *sleeping_gen(coru_gen *g, void *arg)
+{
+    /* No asserts in a generator body: record, assert outside. */
+    struct gen_rcs *r = arg;
+    r->sleep = coru_sleep(10 * MS);
+    r->sleep0 = coru_sleep(0);
+    r->until = coru_sleep_until(coru_now() + 10 * MS);
+    r->until_past = coru_sleep_until(0);
+    return NULL;
+}
+
+static void run_sleeping_gen(struct gen_rcs *r)
+{
+    coru_gen *g;
+    cr_assert_eq(coru_gen_create(&g, sleeping_gen, r, 0), 0);
+    cr_assert_eq(coru_gen_send(g, NULL, NULL), 0);
+    coru_gen_destroy(g);
+}
+
+static void check_gen_rcs(const struct gen_rcs *r)
+{
+    cr_assert_eq(r->sleep, -EPERM);
+    cr_assert_eq(r->sleep0, -EPERM);
+    cr_assert_eq(r->until, -EPERM);
+    cr_assert_eq(r->until_past, -EPERM);
+}
+
+static void *gen_in_coroutine(void *arg)
+{
+    run_sleeping_gen(arg);
+    return NULL;
+}
+
+Test(time, sleep_in_a_generator_body_returns_eperm, .timeout = 30)
+{
+    struct gen_rcs r = {1, 1, 1, 1};
+    run_sleeping_gen(&r); /* driven by a plain thread */
+    check_gen_rcs(&r);
+    r = (struct gen_rcs){1, 1, 1, 1};
+    cr_assert_eq(run_on(CORU_IO_AUTO, 2, gen_in_coroutine, &r), 0); /* by a coroutine */
+    check_gen_rcs(&r);
+}
+
+/* ------------------------------------------------------------ cancellation */
+
+struct cs {
+    _Atomic int started;
+    int rc, again, zero, past;
+};
+
+static void *long_sleeper(void *arg)
+{
+    struct cs *c = arg;
+    atomic_store(&c->started, 1);
+    c->rc = coru_sleep(10000 * MS);
+    /* sticky: every later sleep fails too, even ones that would not wait */
+    c->again = coru_sleep(10000 * MS);
+    c->zero = coru_sleep(0);
+    c->past = coru_sleep_until(0);
+    return NULL;
+}
+
+static void *cancel_sleep_main(void *arg)
+{
+    struct cs *c = arg;
+    coru_t *h;
+    cr_assert_eq(coru_spawn(&h, long_sleeper, c, NULL), 0);
+    while (!atomic_load(&c->started)) cr_assert_eq(coru_sleep(1 * MS), 0);
+    cr_assert_eq(coru_sleep(20 * MS), 0); /* let it reach its park */
+    cr_assert_eq(coru_cancel(h), 0);
+    cr_assert_eq(coru_join(h, NULL), 0);
+    return NULL;
+}
+
+Test(time, cancel_wakes_a_ten_second_sleep_with_ecanceled, .timeout = 30)
+{
+    FOR_EACH_ENGINE(io) {
+        struct cs c = {.rc = 1, .again = 1, .zero = 1, .past = 1};
+        cr_assert_eq(run_on(io, 2, cancel_sleep_main, &c), 0);
+        cr_assert_eq(c.rc, -ECANCELED);
+        cr_assert_eq(c.again, -ECANCELED);
+        cr_assert_eq(c.zero, -ECANCELED);
+        cr_assert_eq(c.past, -ECANCELED);
+    }
+}
