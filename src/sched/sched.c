@@ -413,9 +413,13 @@ static void go_idle(struct coru__worker *w)
     /* Memory a burst of exits left in the stack depot goes back to the
      * OS while there is nothing else to do, a little at a time (munmap
      * and madvise stall the other workers on the mm lock): at most
-     * TRIM_BATCH stacks per TRIM_PERIOD_NS per worker. */
+     * TRIM_BATCH stacks per TRIM_PERIOD_NS per worker, when no timer of
+     * this worker is armed. */
     int64_t now = coru__now_ns();
-    if (now - w->last_trim >= TRIM_PERIOD_NS) {
+    /* Not while this worker has timers armed: sleepers about to wake will
+     * want those stacks back (a burst of timers would otherwise pay for
+     * munmap and then mmap again). */
+    if (now - w->last_trim >= TRIM_PERIOD_NS && coru__theap_next(&w->timers) == INT64_MAX) {
         w->last_trim = now;
         coru__stack_depot_trim_to(CORU__STACK_DEPOT_KEEP, TRIM_BATCH);
     }

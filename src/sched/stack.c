@@ -105,7 +105,7 @@ static struct slab_class *classes; /* guarded by slab_lock */
  * exits are common, so frees never wait for it: the depot takes up to
  * DEPOT_HARD_MAX stacks, and an idle worker trims it back to
  * CORU__STACK_DEPOT_KEEP before it sleeps (coru__stack_depot_trim_to). */
-#define DEPOT_HARD_MAX 32768
+#define DEPOT_HARD_MAX (1 << 21)
 static struct coru__depot depot = CORU__DEPOT_INIT(struct coru__stack, next, DEPOT_HARD_MAX);
 
 static pthread_once_t sig_once = PTHREAD_ONCE_INIT;

@@ -111,7 +111,7 @@ void coru__stack_set_current(struct coru__stack *s);
 
 /* The depot: a process-wide cache between the per-worker pools and the
  * OS. A pool past its high-water mark moves half of itself there; an
- * empty pool refills from it. It holds at most 32768 stacks (beyond that
+ * empty pool refills from it. It holds at most 2^21 stacks (beyond that
  * a free goes back to the OS at once); trim_to(keep, most) gives back up
  * to `most` of those above `keep` (idle workers call it, paced, before
  * sleeping), trim() all of them (coru_run, when a run ends). */
