@@ -16,8 +16,12 @@
  *     park has a _dl twin taking a deadline, and a try form where that
  *     makes sense (it returns -EAGAIN instead of parking).
  *   - A coroutine cancelled with coru_cancel gets -ECANCELED from its
- *     current blocking call, and from every later one (cancellation is
- *     sticky, so a cancelled coroutine cannot block again by mistake).
+ *     current blocking call, and from every later call that would have to
+ *     park (cancellation is sticky, so a cancelled coroutine cannot block
+ *     again by mistake). A call that can complete at once still does: a
+ *     cancelled coroutine can drain a channel, take a free mutex or join
+ *     a finished coroutine while it cleans up. -ECANCELED wins over
+ *     -ETIMEDOUT when both apply.
  *
  * Groups: runtime (coru_run, options, stats), coroutines (spawn, join,
  * yield), generators (coru_gen_*).
@@ -148,7 +152,8 @@ CORU_API int coru_join(coru_t *h, void **result);
 CORU_API int coru_join_dl(coru_t *h, void **result, int64_t deadline);
 
 /* Cancels the coroutine: its current blocking call (if it is parked) and
- * every later one return -ECANCELED, so it can clean up and return.
+ * every later call that would park return -ECANCELED, so it can clean up
+ * and return.
  * Cancelling a finished coroutine does nothing. Any thread may call it;
  * the handle stays valid. Returns 0 or -EINVAL (h NULL). Never parks. */
 CORU_API int coru_cancel(coru_t *h);
@@ -249,9 +254,10 @@ struct coru_sel {
  * thread may call it.
  * Returns the index, or -EAGAIN (CORU_SEL_DEFAULT and nothing ready),
  * -ETIMEDOUT, -ECANCELED, -EINVAL (cases NULL with n > 0, n > 1024, an op
- * other than send/recv, elem NULL on a non-NULL channel), -EPERM (in a
- * generator body, unless CORU_SEL_DEFAULT). n == 0 without a deadline
- * parks until cancelled. */
+ * other than send/recv, elem NULL on a non-NULL channel, a flag other than
+ * CORU_SEL_DEFAULT), -EPERM (in a generator body, unless
+ * CORU_SEL_DEFAULT), -ENOMEM. n == 0 without a deadline parks until
+ * cancelled (a plain thread, which cannot be cancelled, forever). */
 CORU_API int coru_select(struct coru_sel *cases, size_t n, int64_t deadline, int flags);
 
 /* ------------------------------------------------------------------------
@@ -265,9 +271,11 @@ CORU_API int coru_select(struct coru_sel *cases, size_t n, int64_t deadline, int
 /* Monotonic clock (CLOCK_MONOTONIC) in nanoseconds. Any thread. */
 CORU_API int64_t coru_now(void);
 
-/* Parks the caller for ns nanoseconds (ns <= 0: returns at once, after
- * letting others run). A plain thread sleeps on a futex. Returns 0, or
- * -ECANCELED (woken early by coru_cancel), -EPERM (in a generator body). */
+/* Parks the caller for ns nanoseconds (ns <= 0: does not park; a
+ * coroutine yields to let others run). A plain thread sleeps on a futex.
+ * Returns 0, or -ECANCELED (cancelled before or while sleeping; also for
+ * ns <= 0, so coru_sleep(0) is a cancellation point, as asyncio.sleep(0)
+ * is), -EPERM (in a generator body). */
 CORU_API int coru_sleep(int64_t ns);
 /* Parks until coru_now() >= deadline. Same returns as coru_sleep. */
 CORU_API int coru_sleep_until(int64_t deadline);

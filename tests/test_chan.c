@@ -695,3 +695,62 @@ Test(chan, cancel_wakes_a_parked_sender_and_delivers_nothing, .timeout = 30)
         cr_assert_eq(c.again, -ECANCELED);
     }
 }
+
+/* ------------------------------------------------------------ lifetime */
+
+/* skynet's pattern: a parent receives from its own unbuffered channel
+ * and destroys it right after the last value, while the last senders
+ * may still be waking up. A sender must not touch the channel once its
+ * value was taken (ASan catches a use after free here). */
+struct fan {
+    coru_chan *ch;
+    long v;
+};
+
+static void *fan_child(void *arg)
+{
+    struct fan *f = arg;
+    cr_assert_eq(coru_chan_send(f->ch, &f->v), 0);
+    return NULL;
+}
+
+static void *fan_parent(void *arg)
+{
+    coru_chan *ch;
+    cr_assert_eq(coru_chan_create(&ch, sizeof(long), 0), 0);
+    struct fan kids[10];
+    for (long i = 0; i < 10; i++) {
+        kids[i] = (struct fan){ch, i};
+        cr_assert_eq(coru_go(fan_child, &kids[i], NULL), 0);
+    }
+    long sum = 0, v;
+    for (int i = 0; i < 10; i++) {
+        cr_assert_eq(coru_chan_recv(ch, &v), 0);
+        sum += v;
+    }
+    coru_chan_destroy(ch);
+    /* kids[] lives on this stack: keep it until every child has returned
+     * from its send (they only read it before the hand-off) */
+    *(long *)arg = sum;
+    return NULL;
+}
+
+static void *fan_main(void *arg)
+{
+    enum { PARENTS = 2000 };
+    coru_t **hs = calloc(PARENTS, sizeof *hs);
+    long *sums = calloc(PARENTS, sizeof *sums);
+    for (int i = 0; i < PARENTS; i++) cr_assert_eq(coru_spawn(&hs[i], fan_parent, &sums[i], NULL), 0);
+    for (int i = 0; i < PARENTS; i++) {
+        cr_assert_eq(coru_join(hs[i], NULL), 0);
+        cr_assert_eq(sums[i], 45);
+    }
+    free(hs);
+    free(sums);
+    return arg;
+}
+
+Test(chan, destroying_a_channel_right_after_the_last_receive_is_safe, .timeout = 120)
+{
+    for (int e = 0; e < 2; e++) cr_assert_eq(run_on(engines[e], 2, fan_main, NULL), 0);
+}

@@ -121,14 +121,15 @@ static int op(struct coru_chan *ch, enum coru_sel_op kind, void *elem, int64_t d
         if (wake) coru__waiter_wake(wake->w, 0, wake->idx);
         return rc;
     }
-    if (deadline >= 0 && deadline <= coru__now_ns()) {
-        coru__unlock(&ch->lock);
-        return -ETIMEDOUT;
-    }
     struct coru__waiter w;
-    if ((rc = coru__waiter_init(&w))) {
+    if ((rc = coru__waiter_init(&w))) { /* -ECANCELED wins over -ETIMEDOUT */
         coru__unlock(&ch->lock);
         return rc;
+    }
+    if (deadline >= 0 && deadline <= coru__now_ns()) {
+        coru__waiter_abort(&w);
+        coru__unlock(&ch->lock);
+        return -ETIMEDOUT;
     }
     struct coru__wnode node;
     coru__wnode_init(&node, &w, elem, 0);
@@ -136,9 +137,7 @@ static int op(struct coru_chan *ch, enum coru_sel_op kind, void *elem, int64_t d
     coru__waitq_push(q, &node);
     coru__unlock(&ch->lock);
     rc = coru__waiter_block(&w, deadline);
-    coru__lock(&ch->lock);
-    coru__waitq_unlink(q, &node);
-    coru__unlock(&ch->lock);
+    coru__wnode_done(&ch->lock, q, &node);
     return rc;
 }
 

@@ -188,13 +188,14 @@ int coru_join_dl(coru_t *h, void **result, int64_t deadline)
             coru__unlock(&h->wait_lock);
             return -EINVAL; /* another coroutine is joining it */
         }
-        if (deadline >= 0 && deadline <= coru__now_ns()) {
-            coru__unlock(&h->wait_lock);
-            return -ETIMEDOUT;
-        }
-        if ((rc = coru__waiter_init(&w))) {
+        if ((rc = coru__waiter_init(&w))) { /* -ECANCELED wins over -ETIMEDOUT */
             coru__unlock(&h->wait_lock);
             return rc;
+        }
+        if (deadline >= 0 && deadline <= coru__now_ns()) {
+            coru__waiter_abort(&w);
+            coru__unlock(&h->wait_lock);
+            return -ETIMEDOUT;
         }
         h->join_waiter = &w;
         coru__unlock(&h->wait_lock);

@@ -8,8 +8,9 @@
  *   - Once parked, the select is claimed by exactly one party (a partner
  *     on one of the channels, close, the timer, or coru_cancel: waiter.h);
  *     that party completes the one case it found, so at most one case
- *     ever takes effect. Afterwards every node is unlinked, one channel
- *     at a time (no other lock is held), before returning.
+ *     ever takes effect. Afterwards every other node is unlinked, one
+ *     channel at a time (no other lock is held), before returning; the
+ *     fired case's channel is not touched again (waiter.h, step 4).
  *   - Among the cases ready at once, the choice is uniform: all ready
  *     indices are collected and one is drawn at random.
  */
@@ -119,14 +120,20 @@ int coru_select(struct coru_sel *cases, size_t n, int64_t deadline, int flags)
         rc = fired;
         goto out;
     }
-    if (nonblock || (deadline >= 0 && deadline <= coru__now_ns())) {
+    if (nonblock) {
         unlock_all(chs, nch);
-        rc = nonblock ? -EAGAIN : -ETIMEDOUT;
+        rc = -EAGAIN;
         goto out;
     }
     struct coru__waiter w;
-    if ((rc = coru__waiter_init(&w))) {
+    if ((rc = coru__waiter_init(&w))) { /* -ECANCELED wins over -ETIMEDOUT */
         unlock_all(chs, nch);
+        goto out;
+    }
+    if (deadline >= 0 && deadline <= coru__now_ns()) {
+        coru__waiter_abort(&w);
+        unlock_all(chs, nch);
+        rc = -ETIMEDOUT;
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
@@ -139,9 +146,7 @@ int coru_select(struct coru_sel *cases, size_t n, int64_t deadline, int flags)
     for (size_t i = 0; i < n; i++) {
         struct coru_chan *ch = cases[i].ch;
         if (!ch) continue;
-        coru__lock(&ch->lock);
-        coru__waitq_unlink(cases[i].op == CORU_SEL_SEND ? &ch->sendq : &ch->recvq, &nodes[i]);
-        coru__unlock(&ch->lock);
+        coru__wnode_done(&ch->lock, cases[i].op == CORU_SEL_SEND ? &ch->sendq : &ch->recvq, &nodes[i]);
     }
     if (w.fired >= 0) {
         cases[w.fired].rc = rc; /* 0, or -EPIPE from close */

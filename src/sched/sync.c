@@ -119,9 +119,7 @@ static int wait_on(struct coru__lock *l, struct coru__waitq *q, int64_t deadline
     coru__waitq_push(q, &n);
     coru__unlock(l);
     rc = coru__waiter_block(&w, deadline);
-    coru__lock(l);
-    coru__waitq_unlink(q, &n); /* still linked if the timer or a cancel won */
-    coru__unlock(l);
+    coru__wnode_done(l, q, &n); /* still linked if the timer or a cancel won */
     return rc;
 }
 
@@ -288,9 +286,7 @@ static void relock(coru_mutex *m)
         rc = coru__waiter_block(&w, CORU_NEVER);
     }
     if (rc != 0) CORU_PANIC("relock woken with %d", rc);
-    coru__lock(&m->lock);
-    coru__waitq_unlink(&m->q, &n); /* already unlinked by the claim; for symmetry */
-    coru__unlock(&m->lock);
+    /* n was unlinked by the unlocker's claim (no deadline, no cancel). */
 }
 
 /* ------------------------------------------------------------ cond */
@@ -349,9 +345,7 @@ int coru_cond_wait_dl(coru_cond *c, coru_mutex *m, int64_t deadline)
     wake_one(h, 0);
 
     rc = coru__waiter_block(&w, deadline);
-    coru__lock(&c->lock);
-    coru__waitq_unlink(&c->q, &n); /* still linked if the timer or a cancel won */
-    coru__unlock(&c->lock);
+    coru__wnode_done(&c->lock, &c->q, &n); /* still linked if the timer or a cancel won */
     relock(m);
     return rc;
 }

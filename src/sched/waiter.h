@@ -14,8 +14,13 @@
  *   3. coru__waiter_block(deadline): arms the timer, registers for
  *      cancellation, parks; on return it has removed the timer and the
  *      cancellation registration, and returns `code`.
- *   4. The waiter unlinks each node that is still linked, under that
- *      queue's lock, and only then returns (its stack may go away).
+ *   4. The waiter unlinks each node the wait did not complete through,
+ *      under that queue's lock (coru__wnode_done), and only then returns
+ *      (its stack may go away). The node it completed through was already
+ *      unlinked by its claimer, and the waiter must not touch that
+ *      object again: its owner may free it as soon as the operation is
+ *      done (a skynet parent destroys its channel right after the last
+ *      receive, while the last sender is still waking up).
  *   A waker, holding the lock of the queue (or timer heap, or
  *   cancellation slot) through which it found the waiter, calls
  *   coru__waiter_claim(); exactly one claim per wait succeeds. The winner
@@ -112,6 +117,15 @@ static inline void coru__waitq_unlink(struct coru__waitq *q, struct coru__wnode 
         q->tail = n->prev;
     n->next = n->prev = NULL;
     n->linked = false;
+}
+
+/* Step 4 for node n of queue q, guarded by l. */
+static inline void coru__wnode_done(struct coru__lock *l, struct coru__waitq *q, struct coru__wnode *n)
+{
+    if (n->w->fired == n->idx) return; /* completed through n: unlinked by the claimer */
+    coru__lock(l);
+    coru__waitq_unlink(q, n);
+    coru__unlock(l);
 }
 
 /* Pops nodes until one whose waiter this call claims; nodes of waiters
