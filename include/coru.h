@@ -31,6 +31,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -307,7 +308,9 @@ CORU_API int coru_mutex_unlock(coru_mutex *m);
 /* Condition variable used with a coru_mutex. wait unlocks m, parks until
  * signalled, and locks m again before returning, whatever it returns
  * (0, -ETIMEDOUT, -ECANCELED). Spurious wake-ups do not happen, but
- * re-check your predicate as with pthreads. */
+ * re-check your predicate as with pthreads. wait returns -EPERM, without
+ * touching m, when m is not locked; wait_dl with a deadline already past
+ * returns -ETIMEDOUT without unlocking m. */
 CORU_API int coru_cond_create(coru_cond **out);
 CORU_API void coru_cond_destroy(coru_cond *c);
 CORU_API int coru_cond_wait(coru_cond *c, coru_mutex *m);
@@ -327,13 +330,77 @@ CORU_API int coru_sema_release(coru_sema *s);
 
 /* Go's WaitGroup: add(n) before starting n tasks, each calls done, wait
  * parks until the count is 0. add with a negative n is allowed; a count
- * going below 0 returns -EINVAL and leaves it unchanged. */
+ * going below 0 returns -EINVAL and one above LONG_MAX -EOVERFLOW, both
+ * leaving it unchanged. */
 CORU_API int coru_waitgroup_create(coru_waitgroup **out);
 CORU_API void coru_waitgroup_destroy(coru_waitgroup *wg);
 CORU_API int coru_waitgroup_add(coru_waitgroup *wg, long n);
 CORU_API int coru_waitgroup_done(coru_waitgroup *wg);
 CORU_API int coru_waitgroup_wait(coru_waitgroup *wg);
 CORU_API int coru_waitgroup_wait_dl(coru_waitgroup *wg, int64_t deadline);
+
+/* ------------------------------------------------------------------------
+ * I/O
+ *
+ * A coroutine's I/O call queues the operation on its worker's engine and
+ * parks until it completes, while the worker runs other coroutines. With
+ * io_uring the kernel does the operation (sockets and real async file
+ * I/O); with epoll the call tries the system call on the non-blocking fd
+ * and parks on readiness after EAGAIN (files go to the blocking pool).
+ * Every call returns a count or 0 on success and a negative errno on
+ * failure (-EBADF for a bad fd, -ECONNRESET or -EPIPE for a reset peer:
+ * writes never raise SIGPIPE). Every call has a _dl twin with a deadline
+ * (-ETIMEDOUT) and fails with -ECANCELED when the caller is cancelled;
+ * a timed-out or cancelled call has waited for the kernel to let go of
+ * its buffer before it returns. From a plain thread these calls block the
+ * thread (as the plain system calls would). fds given out by coru are
+ * non-blocking and close-on-exec.
+ * ------------------------------------------------------------------------ */
+
+struct sockaddr;
+
+/* coru_tcp_listen flags. */
+#define CORU_REUSEPORT 1 /* SO_REUSEPORT: several listeners share the port */
+
+/* Listens on host:port over TCP (host: a numeric IPv4 or IPv6 address, or
+ * NULL / "" for all IPv6 and IPv4 addresses; port 0 picks a free port,
+ * see coru_local_port). SO_REUSEADDR is set. backlog <= 0 means SOMAXCONN.
+ * Returns the listening fd, or -EINVAL (bad host or flags) or the socket
+ * calls' errors (-EADDRINUSE, ...). Never parks. */
+CORU_API int coru_tcp_listen(const char *host, uint16_t port, int backlog, int flags);
+/* The local port of a socket, or -errno. */
+CORU_API int coru_local_port(int fd);
+
+/* Accepts one connection; returns its fd (TCP_NODELAY is not set; see
+ * coru_tcp_nodelay). May park. peer/peerlen may be NULL. Errors: the
+ * accept errors (-EMFILE when out of fds: back off and retry, the
+ * listener stays usable), -EBADF, -EINVAL, -ETIMEDOUT, -ECANCELED. */
+CORU_API int coru_tcp_accept(int lfd, struct sockaddr *peer, unsigned *peerlen);
+CORU_API int coru_tcp_accept_dl(int lfd, struct sockaddr *peer, unsigned *peerlen, int64_t deadline);
+
+/* Connects to host:port (numeric address; use coru_getaddrinfo for
+ * names). Returns the connected fd, or -ECONNREFUSED, -ETIMEDOUT,
+ * -ECANCELED, -EINVAL (bad address), -ENETUNREACH ... May park. */
+CORU_API int coru_tcp_connect(const char *host, uint16_t port, int64_t deadline);
+/* Sets TCP_NODELAY on (1) or off (0). Returns 0 or -errno. */
+CORU_API int coru_tcp_nodelay(int fd, int on);
+
+/* Reads up to n bytes; returns the count (0 at end of file), or -errno.
+ * May park. */
+CORU_API ssize_t coru_read(int fd, void *buf, size_t n);
+CORU_API ssize_t coru_read_dl(int fd, void *buf, size_t n, int64_t deadline);
+/* Writes up to n bytes; returns the count, or -errno. May park. */
+CORU_API ssize_t coru_write(int fd, const void *buf, size_t n);
+CORU_API ssize_t coru_write_dl(int fd, const void *buf, size_t n, int64_t deadline);
+/* Reads until n bytes arrived: returns n, or the shorter count at end of
+ * file, or -errno (bytes already read are lost to the caller then). */
+CORU_API ssize_t coru_read_full(int fd, void *buf, size_t n, int64_t deadline);
+/* Writes all n bytes: returns n or -errno. */
+CORU_API ssize_t coru_write_all(int fd, const void *buf, size_t n, int64_t deadline);
+/* shutdown(2): how is SHUT_RD, SHUT_WR or SHUT_RDWR. Returns 0 or -errno. */
+CORU_API int coru_shutdown(int fd, int how);
+/* Closes the fd. Returns 0 or -errno (-EBADF). */
+CORU_API int coru_close(int fd);
 
 /* ------------------------------------------------------------------------
  * Generators

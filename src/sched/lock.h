@@ -20,22 +20,26 @@ static inline void coru__lock_init(struct coru__lock *l)
 
 static inline void coru__lock(struct coru__lock *l)
 {
-    unsigned spins = 0;
+    unsigned backoff = 1, rounds = 0;
     /* acquire: pairs with the release in coru__unlock */
     while (atomic_exchange_explicit(&l->held, true, memory_order_acquire)) {
-        /* relaxed: only a hint to retry the exchange */
-        while (atomic_load_explicit(&l->held, memory_order_relaxed)) {
-            if (++spins > 200) {
-                sched_yield();
-                spins = 0;
-            } else {
+        /* Exponential back-off: under contention, fewer threads hammering
+         * the line lets the holder finish sooner. relaxed: only a hint to
+         * retry the exchange. */
+        do {
+            for (unsigned i = 0; i < backoff; i++) {
 #if defined(__x86_64__)
                 __builtin_ia32_pause();
 #elif defined(__aarch64__)
                 __asm__ volatile("yield");
 #endif
             }
-        }
+            if (backoff < 64) backoff <<= 1;
+            if (++rounds > 1000) { /* the holder was probably preempted */
+                sched_yield();
+                rounds = 0;
+            }
+        } while (atomic_load_explicit(&l->held, memory_order_relaxed));
     }
 }
 
