@@ -403,6 +403,44 @@ CORU_API int coru_shutdown(int fd, int how);
 CORU_API int coru_close(int fd);
 
 /* ------------------------------------------------------------------------
+ * Blocking pool
+ *
+ * Calls that would block a worker thread (getaddrinfo, a library without
+ * a non-blocking interface, heavy computation) run on a pool of helper
+ * threads while the calling coroutine is parked. The pool is process-wide
+ * and outlives coru_run. It starts threads lazily, at most 64 (the
+ * environment variable CORU_BLOCKING_THREADS overrides this, 1..1024),
+ * keeps an idle thread for 10 s before letting it exit, and queues jobs
+ * FIFO when every thread is busy. Helper threads block all signals.
+ * ------------------------------------------------------------------------ */
+
+struct addrinfo;
+
+/* Runs fn(arg) on a helper thread and parks the calling coroutine until it
+ * returns; *result (if result is not NULL) gets fn's return value. fn runs
+ * as a plain thread: coru_self() is NULL in it, and coru calls it makes
+ * block that thread. From a plain thread, coru_blocking calls fn directly.
+ * Not cancellable: fn may be using memory on the caller's stack (arg
+ * often points there), so the caller cannot return before fn does. A
+ * coru_cancel while it waits takes effect at the caller's next blocking
+ * call; a caller already cancelled gets -ECANCELED and fn does not run.
+ * May park. Returns 0, or -EINVAL (fn NULL), -ENOMEM or -EAGAIN (no
+ * helper thread exists and none could be started; fn did not run),
+ * -ECANCELED (see above), -EPERM (in a generator body). */
+CORU_API int coru_blocking(void *(*fn)(void *arg), void *arg, void **result);
+
+/* getaddrinfo(3), run through coru_blocking. Returns 0 and the list in
+ * *res (free it with freeaddrinfo), or a negative errno (*res is then
+ * NULL): -ENOENT (EAI_NONAME, EAI_NODATA, EAI_ADDRFAMILY: no such name or
+ * no address of that family), -EAGAIN (EAI_AGAIN: temporary failure, such
+ * as no DNS server reachable), -ENOMEM (EAI_MEMORY), -EINVAL (res NULL;
+ * EAI_BADFLAGS, EAI_FAMILY, EAI_SOCKTYPE, EAI_SERVICE), the errno of
+ * EAI_SYSTEM, -EIO (any other EAI_* code), or coru_blocking's errors.
+ * May park; a plain thread may call it. */
+CORU_API int coru_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
+                              struct addrinfo **res);
+
+/* ------------------------------------------------------------------------
  * Generators
  *
  * A generator is an asymmetric coroutine, as in Python: it runs on the

@@ -39,6 +39,7 @@
 #include <stdint.h>
 
 #include "io/engine.h"
+#include "sched/lock.h"
 
 /* Reserved user_data values. Ops are heap or stack pointers, never below
  * one page, so they cannot collide with these. */
@@ -83,8 +84,13 @@ struct coru__epoll {
     int epfd;               /* owner; immutable after create */
 };
 
+struct coru_co;
+
 struct coru__engine {
     enum coru__engine_kind kind; /* immutable */
+    uint32_t ops_inflight;       /* owner: io_uring ops submitted, not completed */
+    struct coru__lock cancel_lock; /* guards cancel_head */
+    struct coru_co *cancel_head; /* coroutines whose op the owner must cancel (io.c) */
     int wake_fd;                 /* immutable: eventfd, any thread writes */
     bool self_wake;              /* owner: woken by itself, next wait polls */
     uint64_t fd_wakes;           /* owner: wake eventfd firings seen */

@@ -121,6 +121,8 @@ int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_a
     atomic_init(&co->cancelled, false);
     co->finished = false;
     co->join_waiter = NULL;
+    co->io_op = NULL;
+    co->io_eng = NULL;
     atomic_init(&co->refs, refs);
     co->next = NULL;
     if (out) *out = co;
@@ -143,7 +145,12 @@ int coru_go(coru_fn fn, void *arg, const struct coru_attr *attr)
     return coru__spawn(NULL, fn, arg, attr, 1);
 }
 
-static void co_unref(struct coru_co *co)
+void coru__co_ref(struct coru_co *co)
+{
+    atomic_fetch_add_explicit(&co->refs, 1, memory_order_relaxed); /* the caller holds a reference already */
+}
+
+void coru__co_unref(struct coru_co *co)
 {
     /* acq_rel: the last owner sees every write of the others before free */
     if (atomic_fetch_sub_explicit(&co->refs, 1, memory_order_acq_rel) == 1) co_release(co);
@@ -172,7 +179,7 @@ void coru__co_finished(struct coru__worker *w, struct coru_co *co)
         coru__stack_free(w ? &w->pool : NULL, co->stack);
         co->stack = NULL;
     }
-    co_unref(co);
+    coru__co_unref(co);
 }
 
 int coru_join_dl(coru_t *h, void **result, int64_t deadline)
@@ -209,7 +216,7 @@ int coru_join_dl(coru_t *h, void **result, int64_t deadline)
     }
     coru__unlock(&h->wait_lock);
     if (result) *result = h->result;
-    co_unref(h);
+    coru__co_unref(h);
     return 0;
 }
 
@@ -226,14 +233,16 @@ int coru_cancel(coru_t *h)
     atomic_store_explicit(&h->cancelled, true, memory_order_release);
     struct coru__waiter *w = h->waiting;
     if (!h->finished && w && coru__waiter_claim(w)) coru__waiter_wake(w, -ECANCELED, -1);
+    bool io = h->io_op != NULL; /* parked in an io_uring op: only its ring can end it */
     coru__unlock(&h->wait_lock);
+    if (io) coru__io_post_cancel(h);
     return 0;
 }
 
 int coru_detach(coru_t *h)
 {
     if (!h) return -EINVAL;
-    co_unref(h);
+    coru__co_unref(h);
     return 0;
 }
 

@@ -48,7 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/engine.h"
+#include "io/engine_impl.h"
 #include "sched/lock.h"
 #include "sched/sched.h"
 
@@ -59,7 +59,7 @@
 #define TRIM_BATCH 256
 #define TIMER_INTERVAL 16  /* ticks between checks for due timers */
 #define OLDEST_INTERVAL 1024 /* ticks between runs of the oldest deque entry */
-#define SPIN_NS 30000      /* how long an idle worker looks for work before sleeping */
+#define SPIN_NS 3000      /* how long an idle worker looks for work before sleeping */
 
 enum { POST_NONE = 0, POST_YIELD, POST_PARK, POST_EXIT };
 
@@ -347,6 +347,26 @@ static int fire_timers(struct coru__worker *w)
     return n;
 }
 
+/* Once per scheduling round: submits the SQEs coroutines queued, reaps
+ * completions and readiness (they make coroutines runnable here), and
+ * submits posted cancels. No system call when the engine has nothing in
+ * flight (io_uring); epoll is polled every fourth round, or when forced
+ * (before the worker spins or sleeps). Owner only. Returns the
+ * completions dispatched. */
+static int poll_engine(struct coru__worker *w, bool force)
+{
+    struct coru__engine *e = w->eng;
+    coru__io_drain_cancels(e);
+    if (e->kind == CORU__ENGINE_URING) {
+        if (!e->ops_inflight && !io_uring_sq_ready(&e->u.ring)) return 0;
+    } else if (!force && w->tick % (4 * TIMER_INTERVAL) != 0) {
+        return 0; /* epoll: every registered fd may have news; poll less often */
+    }
+    int n = coru__engine_wait(e, 0);
+    if (n < 0) CORU_PANIC("engine poll failed: %d", n);
+    return n;
+}
+
 /* The fast path shared by the scheduler loop and direct switches: the
  * global queue now and then (so it never starves), else the run-next
  * slot and the own deque. Owner only. */
@@ -357,8 +377,10 @@ static struct coru_co *next_local(struct coru__worker *w)
     /* Due timers every TIMER_INTERVAL ticks while some are armed: a clock
      * read per switch would cost more than the switch. An idle worker
      * fires them on time from its wait. */
-    if (w->tick % TIMER_INTERVAL == 0 && coru__theap_next(&w->timers) != INT64_MAX)
-        fire_timers(w);
+    if (w->tick % TIMER_INTERVAL == 0) {
+        if (coru__theap_next(&w->timers) != INT64_MAX) fire_timers(w);
+        poll_engine(w, false);
+    }
     if (w->tick % GQ_POLL_INTERVAL == 0 && (co = gq_take(w))) return co;
     return take_local(w);
 }
@@ -460,7 +482,8 @@ static void go_idle(struct coru__worker *w)
         coru__stat_inc(&w->st.sleeps);
         int rc = coru__engine_wait(w->eng, timeout);
         if (rc < 0) CORU_PANIC("engine wait failed: %d", rc);
-        int fired = next != INT64_MAX ? fire_timers(w) : 0;
+        coru__io_drain_cancels(w->eng);
+        int fired = rc + (next != INT64_MAX ? fire_timers(w) : 0); /* I/O or timers made work */
         pthread_mutex_lock(&rt.idle_lock);
         bool listed = w->idle_listed;
         if (listed && fired) {
@@ -512,6 +535,7 @@ static struct coru_co *find_work(struct coru__worker *w)
             } while (coru__now_ns() < until && !atomic_load_explicit(&rt.stop, memory_order_relaxed));
         }
         if (fire_timers(w)) continue;
+        if (poll_engine(w, true)) continue;
         go_idle(w);
         continue;
     found:

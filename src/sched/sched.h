@@ -53,6 +53,7 @@ enum {
 };
 
 struct coru__worker;
+struct coru__engine_op;
 
 struct coru_co {
     struct coru__ctx ctx;       /* owner: whoever runs or resumes it */
@@ -71,6 +72,9 @@ struct coru_co {
     _Atomic bool cancelled;     /* sticky; set under wait_lock */
     bool finished;              /* set at exit under wait_lock */
     struct coru__waiter *join_waiter; /* a coru_join parked on it; wait_lock */
+    struct coru__engine_op *io_op; /* io_uring op in flight; wait_lock */
+    struct coru__engine *io_eng;  /* its ring; wait_lock */
+    struct coru_co *io_cancel_next; /* link in io_eng's cancel inbox */
 };
 
 /* Per-worker state. Owner: the worker thread, unless a field says else. */
@@ -133,6 +137,15 @@ void coru__park(void);
 /* Makes a parked (or parking) coroutine runnable; any thread. On a worker
  * it goes to the worker's run-next slot, elsewhere to the global queue. */
 void coru__ready(struct coru_co *co);
+
+/* References on a coroutine struct (coro.c). */
+void coru__co_ref(struct coru_co *co);
+void coru__co_unref(struct coru_co *co);
+/* Asks the owner of co's ring to cancel its op in flight (io.c). */
+void coru__io_post_cancel(struct coru_co *co);
+struct coru__engine;
+/* Owner: submits the cancels posted to e (io.c). */
+void coru__io_drain_cancels(struct coru__engine *e);
 
 /* Spawn internals, also used by coru_run for the main coroutine. */
 int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_attr *attr, int refs);

@@ -98,3 +98,13 @@ int coru__waiter_block(struct coru__waiter *w, int64_t deadline)
     if (w->tm.heap) coru__timer_disarm(&w->tm);
     return w->code;
 }
+
+int coru__waiter_block_uncancellable(struct coru__waiter *w)
+{
+    if (!w->co) return thread_block(w, -1);
+    /* No co->waiting, no timer: the one holder of w is the one waker, and
+     * coru__park returns only after its coru__ready (whose acq_rel
+     * exchange publishes what it wrote before waking us). */
+    coru__park();
+    return w->code;
+}

@@ -69,6 +69,13 @@ void coru__waiter_abort(struct coru__waiter *w);
 /* Step 3. deadline: absolute ns, or -1. Returns w->code: what the claimer
  * set, -ETIMEDOUT or -ECANCELED. */
 int coru__waiter_block(struct coru__waiter *w, int64_t deadline);
+/* Step 3 without a timer and without registering for cancellation: only
+ * the party that holds w (a blocking-pool thread running a job whose
+ * memory is on the waiter's stack) can wake it, so the waiter cannot
+ * return while that party still uses it. A coru_cancel meanwhile only
+ * sets the sticky flag, which the waiter's next wait sees. Returns
+ * w->code as set by the claimer. */
+int coru__waiter_block_uncancellable(struct coru__waiter *w);
 
 /* Claims the wait; true for exactly one caller per wait. Call with the
  * lock through which w was found held. */

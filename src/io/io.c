@@ -1,0 +1,291 @@
+/* The I/O core: parking a coroutine on one io_uring operation or on fd
+ * readiness (epoll), with deadlines and cancellation. See io.h.
+ *
+ * Invariants:
+ *   - io_uring: an op's struct lives on the parked coroutine's stack. Only
+ *     its CQE wakes the coroutine (the wait is uncancellable), so the
+ *     kernel never writes into a stack that moved on. co->io_op and
+ *     co->io_eng (guarded by co->wait_lock) name the op in flight; a
+ *     cancel holds a reference on co and, on the ring's owner thread,
+ *     re-checks io_op under wait_lock before submitting the async cancel,
+ *     so it never cancels by a stale user_data of another coroutine.
+ *   - epoll: fdstate.rd / .wr are the parked waiters (fdstate.lock). The
+ *     event handler claims and wakes them under that lock; a waiter woken
+ *     by its timer or a cancel unregisters under the same lock before it
+ *     returns. Edges that arrive while nobody waits set rd_ready/wr_ready
+ *     (exchange-cleared before each attempt), so no edge is lost between
+ *     an EAGAIN and the park.
+ */
+#include "io/io.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+
+#include "sched/sched.h"
+#include "sched/waiter.h"
+
+/* ---------------------------------------------------------------- fd states */
+
+#define FD_CHUNK 1024
+#define FD_CHUNKS 1024 /* fds below 2^20 */
+static _Atomic(struct coru__fdstate *) fd_chunks[FD_CHUNKS];
+static pthread_mutex_t fd_chunks_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void fs_complete(struct coru__engine_op *op, int events);
+
+struct coru__fdstate *coru__fdstate(int fd)
+{
+    if (fd < 0 || fd >= FD_CHUNK * FD_CHUNKS) return NULL;
+    size_t c = (size_t)fd / FD_CHUNK;
+    /* acquire: pairs with the release publishing a new chunk */
+    struct coru__fdstate *chunk = atomic_load_explicit(&fd_chunks[c], memory_order_acquire);
+    if (!chunk) {
+        pthread_mutex_lock(&fd_chunks_lock);
+        chunk = atomic_load_explicit(&fd_chunks[c], memory_order_relaxed);
+        if (!chunk) {
+            chunk = calloc(FD_CHUNK, sizeof *chunk);
+            if (!chunk) CORU_PANIC("out of memory for fd states");
+            for (int i = 0; i < FD_CHUNK; i++) {
+                chunk[i].base.complete = fs_complete;
+                chunk[i].fd = (int)c * FD_CHUNK + i;
+                coru__lock_init(&chunk[i].lock);
+            }
+            atomic_store_explicit(&fd_chunks[c], chunk, memory_order_release);
+        }
+        pthread_mutex_unlock(&fd_chunks_lock);
+    }
+    return &chunk[fd % FD_CHUNK];
+}
+
+bool coru__fd_is_socket(int fd)
+{
+    struct coru__fdstate *fs = coru__fdstate(fd);
+    if (!fs) return false;
+    coru__lock(&fs->lock);
+    if (!fs->probed) {
+        struct stat st;
+        fs->is_sock = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+        fs->probed = true;
+    }
+    bool s = fs->is_sock;
+    coru__unlock(&fs->lock);
+    return s;
+}
+
+void coru__io_forget_fd(int fd)
+{
+    struct coru__fdstate *fs = coru__fdstate(fd);
+    if (!fs) return;
+    coru__lock(&fs->lock);
+    struct coru__waiter *r = fs->rd, *w = fs->wr;
+    if (r && coru__waiter_claim(r)) coru__waiter_wake(r, -EBADF, 0);
+    if (w && w != r && coru__waiter_claim(w)) coru__waiter_wake(w, -EBADF, 0);
+    fs->rd = fs->wr = NULL;
+    fs->eng = NULL; /* close(2) drops the epoll registration */
+    fs->probed = false;
+    atomic_store_explicit(&fs->rd_ready, false, memory_order_relaxed);
+    atomic_store_explicit(&fs->wr_ready, false, memory_order_relaxed);
+    coru__unlock(&fs->lock);
+}
+
+/* ---------------------------------------------------------------- engines */
+
+struct coru__engine *coru__io_engine(void)
+{
+    if (!coru__co_self() || coru__gen_depth > 0) return NULL;
+    return coru__engine_tls;
+}
+
+/* ---------------------------------------------------------------- io_uring */
+
+struct uop {
+    struct coru__engine_op base;
+    struct coru__waiter w;
+    int res;
+};
+
+static void uop_complete(struct coru__engine_op *op, int res)
+{
+    struct uop *u = (struct uop *)op;
+    u->res = res;
+    coru__engine_tls->ops_inflight--;
+    if (coru__waiter_claim(&u->w)) coru__waiter_wake(&u->w, 0, 0);
+}
+
+int coru__io_uring_op(struct coru__engine *e, coru__prep_fn prep, void *ctx, int64_t deadline)
+{
+    struct uop u;
+    u.base.complete = uop_complete;
+    u.res = 0;
+    int rc = coru__waiter_init(&u.w);
+    if (rc) return rc;
+    if (deadline >= 0 && deadline <= coru__now_ns()) {
+        coru__waiter_abort(&u.w);
+        return -ETIMEDOUT;
+    }
+    struct io_uring *ring = &e->u.ring;
+    /* The op and its linked timeout must go to the kernel together. */
+    if (deadline >= 0 && io_uring_sq_space_left(ring) < 2) io_uring_submit(ring);
+    struct io_uring_sqe *sqe = coru__uring_get_sqe(e);
+    prep(sqe, ctx);
+    io_uring_sqe_set_data(sqe, &u.base);
+    struct __kernel_timespec ts; /* read by the kernel at submit time; we
+                                    are parked until the CQE */
+    if (deadline >= 0) {
+        sqe->flags |= IOSQE_IO_LINK;
+        ts.tv_sec = deadline / 1000000000;
+        ts.tv_nsec = deadline % 1000000000;
+        struct io_uring_sqe *t = coru__uring_get_sqe(e);
+        io_uring_prep_link_timeout(t, &ts, IORING_TIMEOUT_ABS);
+        io_uring_sqe_set_data64(t, CORU__TAG_TIMEOUT);
+    }
+    e->ops_inflight++;
+    struct coru_co *co = u.w.co;
+    coru__lock(&co->wait_lock);
+    co->io_op = &u.base;
+    co->io_eng = e;
+    bool cancelled = atomic_load_explicit(&co->cancelled, memory_order_relaxed);
+    coru__unlock(&co->wait_lock);
+    if (cancelled) coru__io_post_cancel(co);
+    coru__waiter_block_uncancellable(&u.w);
+    coru__lock(&co->wait_lock);
+    co->io_op = NULL;
+    co->io_eng = NULL;
+    coru__unlock(&co->wait_lock);
+    if (u.res == -ECANCELED) {
+        if (atomic_load_explicit(&co->cancelled, memory_order_acquire)) return -ECANCELED;
+        if (deadline >= 0) return -ETIMEDOUT;
+    }
+    return u.res;
+}
+
+/* Cancellation requests travel to the ring's owner through the engine's
+ * inbox (cancel_lock); the owner drains it in coru__io_drain_cancels. */
+void coru__io_post_cancel(struct coru_co *co)
+{
+    coru__lock(&co->wait_lock);
+    struct coru__engine *e = co->io_eng;
+    if (e) {
+        coru__co_ref(co);
+        coru__lock(&e->cancel_lock);
+        co->io_cancel_next = e->cancel_head;
+        e->cancel_head = co;
+        coru__unlock(&e->cancel_lock);
+    }
+    coru__unlock(&co->wait_lock);
+    if (e) coru__engine_wake(e); /* the engine outlives the op in flight */
+}
+
+void coru__io_drain_cancels(struct coru__engine *e)
+{
+    /* relaxed: a hint; the lock orders the list */
+    if (!atomic_load_explicit((_Atomic(void *) *)&e->cancel_head, memory_order_relaxed)) return;
+    coru__lock(&e->cancel_lock);
+    struct coru_co *list = e->cancel_head;
+    e->cancel_head = NULL;
+    coru__unlock(&e->cancel_lock);
+    while (list) {
+        struct coru_co *co = list;
+        list = co->io_cancel_next;
+        coru__lock(&co->wait_lock);
+        if (co->io_op && co->io_eng == e) {
+            struct io_uring_sqe *sqe = coru__uring_get_sqe(e);
+            io_uring_prep_cancel(sqe, co->io_op, 0);
+            io_uring_sqe_set_data64(sqe, CORU__TAG_CANCEL);
+        }
+        coru__unlock(&co->wait_lock);
+        coru__co_unref(co);
+    }
+}
+
+/* ---------------------------------------------------------------- epoll */
+
+static void fs_complete(struct coru__engine_op *op, int events)
+{
+    struct coru__fdstate *fs = (struct coru__fdstate *)op;
+    coru__lock(&fs->lock);
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        if (fs->rd && coru__waiter_claim(fs->rd)) {
+            coru__waiter_wake(fs->rd, 0, 0);
+            fs->rd = NULL;
+        } else {
+            atomic_store_explicit(&fs->rd_ready, true, memory_order_relaxed); /* under lock */
+        }
+    }
+    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
+        if (fs->wr && coru__waiter_claim(fs->wr)) {
+            coru__waiter_wake(fs->wr, 0, 0);
+            fs->wr = NULL;
+        } else {
+            atomic_store_explicit(&fs->wr_ready, true, memory_order_relaxed);
+        }
+    }
+    coru__unlock(&fs->lock);
+}
+
+static int poll_plain(int fd, int dir, int64_t deadline)
+{
+    struct pollfd p = {.fd = fd, .events = dir == CORU__IO_READ ? POLLIN : POLLOUT};
+    int ms = -1;
+    if (deadline >= 0) {
+        int64_t left = deadline - coru__now_ns();
+        if (left <= 0) return -ETIMEDOUT;
+        ms = (int)((left + 999999) / 1000000);
+    }
+    int n = poll(&p, 1, ms);
+    if (n < 0) return errno == EINTR ? 0 : -errno;
+    if (n == 0) return -ETIMEDOUT;
+    if (p.revents & POLLNVAL) return -EBADF;
+    return 0;
+}
+
+int coru__io_wait_fd(struct coru__engine *e, int fd, int dir, int64_t deadline)
+{
+    if (!e) return poll_plain(fd, dir, deadline);
+    struct coru__fdstate *fs = coru__fdstate(fd);
+    if (!fs) return poll_plain(fd, dir, deadline);
+    _Atomic bool *ready = dir == CORU__IO_READ ? &fs->rd_ready : &fs->wr_ready;
+    struct coru__waiter w;
+    coru__lock(&fs->lock);
+    if (!fs->eng) {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = fs};
+        if (epoll_ctl(e->ep.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+            int err = errno;
+            coru__unlock(&fs->lock);
+            return err == EEXIST ? 0 : -err; /* EPERM: a regular file */
+        }
+        fs->eng = e;
+        /* Registered edge-triggered: the current state reports at once. */
+    }
+    /* An edge since the caller's last attempt: retry instead of parking.
+     * relaxed: fs->lock orders it with fs_complete. */
+    if (atomic_exchange_explicit(ready, false, memory_order_relaxed)) {
+        coru__unlock(&fs->lock);
+        return 0;
+    }
+    int rc = coru__waiter_init(&w);
+    if (rc) {
+        coru__unlock(&fs->lock);
+        return rc;
+    }
+    if (deadline >= 0 && deadline <= coru__now_ns()) {
+        coru__waiter_abort(&w);
+        coru__unlock(&fs->lock);
+        return -ETIMEDOUT;
+    }
+    if (dir == CORU__IO_READ)
+        fs->rd = &w;
+    else
+        fs->wr = &w;
+    coru__unlock(&fs->lock);
+    rc = coru__waiter_block(&w, deadline);
+    coru__lock(&fs->lock);
+    if (fs->rd == &w) fs->rd = NULL;
+    if (fs->wr == &w) fs->wr = NULL;
+    coru__unlock(&fs->lock);
+    return rc;
+}

@@ -1,0 +1,66 @@
+/* The I/O core shared by net.c (and later files, UDP): park a coroutine
+ * on one operation of its worker's engine.
+ *
+ * io_uring: coru__io_uring_op queues one SQE (plus a linked timeout for a
+ * deadline) on the calling worker's ring and parks until its CQE; only the
+ * CQE wakes the coroutine, so a buffer on its stack stays valid until the
+ * kernel is done with it. A deadline is the kernel's linked timeout; a
+ * coru_cancel asks the ring's owner worker to submit an async cancel
+ * (coru__io_post_cancel), and the op then completes with -ECANCELED.
+ *
+ * epoll: the caller tries the system call on the non-blocking fd and,
+ * after EAGAIN, parks in coru__io_wait_fd until the fd is ready (or the
+ * deadline, or a cancel). Each fd has a state record (struct
+ * coru__fdstate) registered once, edge-triggered, in the epoll of the
+ * first worker that waits on it.
+ *
+ * Plain threads (no engine) use poll(2).
+ */
+#ifndef CORU_IO_H
+#define CORU_IO_H
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "io/engine_impl.h"
+#include "sched/lock.h"
+
+struct coru__waiter;
+
+/* Per-fd state, created on first use and never freed (fds are reused). */
+struct coru__fdstate {
+    struct coru__engine_op base;  /* epoll: data.ptr of the registration */
+    struct coru__lock lock;
+    int fd;
+    bool probed, is_sock;         /* lock: whether the fd is a socket */
+    struct coru__engine *eng;     /* lock: epoll it is registered in */
+    struct coru__waiter *rd, *wr; /* lock: parked waiters */
+    _Atomic bool rd_ready, wr_ready; /* edge seen while nobody waited */
+};
+
+/* The state record of fd (>= 0), never NULL for fd < 2^20; NULL above. */
+struct coru__fdstate *coru__fdstate(int fd);
+/* Whether fd is a socket (cached). */
+bool coru__fd_is_socket(int fd);
+
+/* The calling thread's engine if it is a worker running a coroutine that
+ * may park; NULL for plain threads (and generator bodies). */
+struct coru__engine *coru__io_engine(void);
+
+typedef void (*coru__prep_fn)(struct io_uring_sqe *sqe, void *ctx);
+/* io_uring: runs one op prepared by prep(sqe, ctx) and returns its CQE
+ * result, -ETIMEDOUT (deadline) or -ECANCELED. */
+int coru__io_uring_op(struct coru__engine *e, coru__prep_fn prep, void *ctx, int64_t deadline);
+
+enum { CORU__IO_READ = 1, CORU__IO_WRITE = 2 };
+/* epoll (or plain thread, e == NULL): waits until fd may be ready for dir.
+ * Returns 0 (retry the call), -ETIMEDOUT, -ECANCELED, -EPERM (fd cannot be
+ * polled: a regular file), or -errno. */
+int coru__io_wait_fd(struct coru__engine *e, int fd, int dir, int64_t deadline);
+
+/* Wakes waiters of fd with -EBADF and forgets its registration; before
+ * close(fd). */
+void coru__io_forget_fd(int fd);
+
+#endif

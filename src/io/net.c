@@ -1,0 +1,302 @@
+/* TCP and byte-stream I/O on top of the I/O core (io.h): listen, accept,
+ * connect, read, write and their helpers, on io_uring, epoll, or a plain
+ * thread. Each call has one shape: io_uring ops go to the ring; epoll and
+ * plain threads try the non-blocking system call and wait for readiness
+ * after EAGAIN. Sockets are written with MSG_NOSIGNAL, so a reset peer is
+ * -EPIPE or -ECONNRESET, never SIGPIPE. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "io/io.h"
+#include "sched/sched.h"
+
+/* ---------------------------------------------------------------- addresses */
+
+/* Parses a numeric host into *ss; NULL or "" is the IPv6 wildcard. */
+static int parse_addr(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+    if (!host || !*host) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_addr = in6addr_any;
+        a6->sin6_port = htons(port);
+        *len = sizeof *a6;
+        return 0;
+    }
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(port);
+        *len = sizeof *a4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(port);
+        *len = sizeof *a6;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+int coru_tcp_listen(const char *host, uint16_t port, int backlog, int flags)
+{
+    if (flags & ~CORU_REUSEPORT) return -EINVAL;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int rc = parse_addr(host, port, &ss, &len);
+    if (rc) return rc;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1, zero = 0;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) goto fail;
+    if ((flags & CORU_REUSEPORT) && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) goto fail;
+    /* The wildcard listener takes IPv4 too. */
+    if (ss.ss_family == AF_INET6 && (!host || !*host)) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0) goto fail;
+    if (listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0) goto fail;
+    return fd;
+fail:
+    rc = -errno;
+    close(fd);
+    return rc;
+}
+
+int coru_local_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return -errno;
+    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -EAFNOSUPPORT;
+}
+
+int coru_tcp_nodelay(int fd, int on)
+{
+    on = !!on;
+    return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) < 0 ? -errno : 0;
+}
+
+/* ---------------------------------------------------------------- ops */
+
+/* One operation in both shapes: prep fills an SQE (io_uring); sys runs
+ * the non-blocking call (epoll, plain threads) and returns -errno. */
+struct op {
+    int fd;
+    int dir;
+    void *buf;
+    size_t n;
+    struct sockaddr *addr;
+    socklen_t *alen;
+    socklen_t alen_val;
+    bool sock;
+};
+
+static long sys_write(struct op *o);
+
+static int run(struct op *o, coru__prep_fn prep, long (*sys)(struct op *), int64_t deadline)
+{
+    if (o->fd < 0) return -EBADF;
+    struct coru__engine *e = coru__io_engine();
+    if (coru__gen_depth > 0) return -EPERM;
+    if (e && e->kind == CORU__ENGINE_URING) {
+        /* A socket write usually fits the send buffer: one non-blocking
+         * send saves a trip through the ring and a park. */
+        if (o->sock && o->dir == CORU__IO_WRITE && sys == sys_write) {
+            long r = sys(o);
+            if (r != -EAGAIN) return (int)r;
+        }
+        return coru__io_uring_op(e, prep, o, deadline);
+    }
+    for (;;) {
+        long r = sys(o);
+        if (r != -EAGAIN) return (int)r;
+        int rc = coru__io_wait_fd(e, o->fd, o->dir, deadline);
+        if (rc) return rc;
+    }
+}
+
+static void prep_read(struct io_uring_sqe *sqe, void *ctx)
+{
+    struct op *o = ctx;
+    if (o->sock)
+        io_uring_prep_recv(sqe, o->fd, o->buf, o->n, 0);
+    else
+        io_uring_prep_read(sqe, o->fd, o->buf, (unsigned)o->n, (uint64_t)-1);
+}
+
+static long sys_read(struct op *o)
+{
+    ssize_t r = o->sock ? recv(o->fd, o->buf, o->n, 0) : read(o->fd, o->buf, o->n);
+    return r < 0 ? -errno : r;
+}
+
+static void prep_write(struct io_uring_sqe *sqe, void *ctx)
+{
+    struct op *o = ctx;
+    if (o->sock)
+        io_uring_prep_send(sqe, o->fd, o->buf, o->n, MSG_NOSIGNAL);
+    else
+        io_uring_prep_write(sqe, o->fd, o->buf, (unsigned)o->n, (uint64_t)-1);
+}
+
+static long sys_write(struct op *o)
+{
+    ssize_t r = o->sock ? send(o->fd, o->buf, o->n, MSG_NOSIGNAL | MSG_DONTWAIT) : write(o->fd, o->buf, o->n);
+    return r < 0 ? -errno : r;
+}
+
+static size_t clamp(size_t n)
+{
+    return n > 0x7ffff000 ? 0x7ffff000 : n; /* what read(2) transfers at most */
+}
+
+ssize_t coru_read_dl(int fd, void *buf, size_t n, int64_t deadline)
+{
+    if (!buf && n) return -EFAULT;
+    struct op o = {.fd = fd, .dir = CORU__IO_READ, .buf = buf, .n = clamp(n), .sock = coru__fd_is_socket(fd)};
+    return run(&o, prep_read, sys_read, deadline);
+}
+
+ssize_t coru_read(int fd, void *buf, size_t n)
+{
+    return coru_read_dl(fd, buf, n, CORU_NEVER);
+}
+
+ssize_t coru_write_dl(int fd, const void *buf, size_t n, int64_t deadline)
+{
+    if (!buf && n) return -EFAULT;
+    struct op o = {.fd = fd, .dir = CORU__IO_WRITE, .buf = (void *)buf, .n = clamp(n), .sock = coru__fd_is_socket(fd)};
+    return run(&o, prep_write, sys_write, deadline);
+}
+
+ssize_t coru_write(int fd, const void *buf, size_t n)
+{
+    return coru_write_dl(fd, buf, n, CORU_NEVER);
+}
+
+ssize_t coru_read_full(int fd, void *buf, size_t n, int64_t deadline)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = coru_read_dl(fd, (char *)buf + got, n - got, deadline);
+        if (r < 0) return r;
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+ssize_t coru_write_all(int fd, const void *buf, size_t n, int64_t deadline)
+{
+    size_t put = 0;
+    while (put < n) {
+        ssize_t r = coru_write_dl(fd, (const char *)buf + put, n - put, deadline);
+        if (r < 0) return r;
+        put += (size_t)r;
+    }
+    return (ssize_t)put;
+}
+
+static void prep_accept(struct io_uring_sqe *sqe, void *ctx)
+{
+    struct op *o = ctx;
+    io_uring_prep_accept(sqe, o->fd, o->addr, o->alen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+static long sys_accept(struct op *o)
+{
+    int r = accept4(o->fd, o->addr, o->alen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    return r < 0 ? -errno : r;
+}
+
+int coru_tcp_accept_dl(int lfd, struct sockaddr *peer, unsigned *peerlen, int64_t deadline)
+{
+    struct sockaddr_storage tmp;
+    struct op o = {.fd = lfd, .dir = CORU__IO_READ};
+    if (peer && peerlen) {
+        o.addr = peer;
+        o.alen_val = *peerlen;
+    } else {
+        o.addr = (struct sockaddr *)&tmp;
+        o.alen_val = sizeof tmp;
+    }
+    o.alen = &o.alen_val;
+    int fd = run(&o, prep_accept, sys_accept, deadline);
+    if (fd >= 0) {
+        coru__io_forget_fd(fd); /* a reused number: drop any stale state */
+        if (peer && peerlen) *peerlen = o.alen_val;
+    }
+    return fd;
+}
+
+int coru_tcp_accept(int lfd, struct sockaddr *peer, unsigned *peerlen)
+{
+    return coru_tcp_accept_dl(lfd, peer, peerlen, CORU_NEVER);
+}
+
+static void prep_connect(struct io_uring_sqe *sqe, void *ctx)
+{
+    struct op *o = ctx;
+    io_uring_prep_connect(sqe, o->fd, o->addr, o->alen_val);
+}
+
+/* epoll: the first call starts the connect, later ones read its result. */
+static long sys_connect(struct op *o)
+{
+    if (o->n == 0) {
+        o->n = 1;
+        if (connect(o->fd, o->addr, o->alen_val) == 0) return 0;
+        return errno == EINPROGRESS ? -EAGAIN : -errno;
+    }
+    int err = 0;
+    socklen_t l = sizeof err;
+    if (getsockopt(o->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0) return -errno;
+    if (err == 0) {
+        /* writable with no error: connected, unless still in progress */
+        struct sockaddr_storage peer;
+        socklen_t pl = sizeof peer;
+        if (getpeername(o->fd, (struct sockaddr *)&peer, &pl) == 0) return 0;
+        return errno == ENOTCONN ? -EAGAIN : -errno;
+    }
+    return -err;
+}
+
+int coru_tcp_connect(const char *host, uint16_t port, int64_t deadline)
+{
+    if (!host || !*host) return -EINVAL;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int rc = parse_addr(host, port, &ss, &len);
+    if (rc) return rc;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    coru__io_forget_fd(fd);
+    struct op o = {.fd = fd, .dir = CORU__IO_WRITE, .addr = (struct sockaddr *)&ss, .alen_val = len};
+    rc = run(&o, prep_connect, sys_connect, deadline);
+    if (rc < 0) {
+        coru_close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+int coru_shutdown(int fd, int how)
+{
+    return shutdown(fd, how) < 0 ? -errno : 0;
+}
+
+int coru_close(int fd)
+{
+    if (fd < 0) return -EBADF;
+    coru__io_forget_fd(fd);
+    return close(fd) < 0 ? -errno : 0;
+}
