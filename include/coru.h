@@ -23,8 +23,11 @@
  *     a finished coroutine while it cleans up. -ECANCELED wins over
  *     -ETIMEDOUT when both apply.
  *
- * Groups: runtime (coru_run, options, stats), coroutines (spawn, join,
- * yield), generators (coru_gen_*).
+ * Groups, in this order: runtime (coru_run, options, stats); coroutines
+ * (spawn, join, yield, cancel); channels and select (coru_chan_*,
+ * coru_select); time (coru_now, coru_sleep); synchronisation (mutex,
+ * cond, sema, waitgroup); I/O (TCP, read/write); the blocking pool
+ * (coru_blocking, coru_getaddrinfo); generators (coru_gen_*).
  */
 #ifndef CORU_H
 #define CORU_H

@@ -90,7 +90,9 @@ struct coru__engine {
     enum coru__engine_kind kind; /* immutable */
     uint32_t ops_inflight;       /* owner: io_uring ops submitted, not completed */
     struct coru__lock cancel_lock; /* guards cancel_head */
-    struct coru_co *cancel_head; /* coroutines whose op the owner must cancel (io.c) */
+    _Atomic(struct coru_co *) cancel_head; /* coroutines whose op the owner
+                                   must cancel (io.c); written under
+                                   cancel_lock, read unlocked as a hint */
     int wake_fd;                 /* immutable: eventfd, any thread writes */
     bool self_wake;              /* owner: woken by itself, next wait polls */
     uint64_t fd_wakes;           /* owner: wake eventfd firings seen */

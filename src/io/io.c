@@ -33,6 +33,7 @@
 #define FD_CHUNK 1024
 #define FD_CHUNKS 1024 /* fds below 2^20 */
 static _Atomic(struct coru__fdstate *) fd_chunks[FD_CHUNKS];
+_Atomic unsigned coru__io_epoch;
 static pthread_mutex_t fd_chunks_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void fs_complete(struct coru__engine_op *op, int events);
@@ -172,8 +173,8 @@ void coru__io_post_cancel(struct coru_co *co)
     if (e) {
         coru__co_ref(co);
         coru__lock(&e->cancel_lock);
-        co->io_cancel_next = e->cancel_head;
-        e->cancel_head = co;
+        co->io_cancel_next = atomic_load_explicit(&e->cancel_head, memory_order_relaxed);
+        atomic_store_explicit(&e->cancel_head, co, memory_order_relaxed); /* the lock orders it */
         coru__unlock(&e->cancel_lock);
     }
     coru__unlock(&co->wait_lock);
@@ -182,11 +183,12 @@ void coru__io_post_cancel(struct coru_co *co)
 
 void coru__io_drain_cancels(struct coru__engine *e)
 {
-    /* relaxed: a hint; the lock orders the list */
-    if (!atomic_load_explicit((_Atomic(void *) *)&e->cancel_head, memory_order_relaxed)) return;
+    /* relaxed: a hint; a post that lands after this check also wakes the
+     * engine, so the next poll sees it. The lock orders the list. */
+    if (!atomic_load_explicit(&e->cancel_head, memory_order_relaxed)) return;
     coru__lock(&e->cancel_lock);
-    struct coru_co *list = e->cancel_head;
-    e->cancel_head = NULL;
+    struct coru_co *list = atomic_load_explicit(&e->cancel_head, memory_order_relaxed);
+    atomic_store_explicit(&e->cancel_head, NULL, memory_order_relaxed);
     coru__unlock(&e->cancel_lock);
     while (list) {
         struct coru_co *co = list;
@@ -251,6 +253,9 @@ int coru__io_wait_fd(struct coru__engine *e, int fd, int dir, int64_t deadline)
     _Atomic bool *ready = dir == CORU__IO_READ ? &fs->rd_ready : &fs->wr_ready;
     struct coru__waiter w;
     coru__lock(&fs->lock);
+    /* relaxed: written before the workers start (thread creation orders it) */
+    unsigned epoch = atomic_load_explicit(&coru__io_epoch, memory_order_relaxed);
+    if (fs->eng && fs->epoch != epoch) fs->eng = NULL; /* registered in an earlier run */
     if (!fs->eng) {
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = fs};
         if (epoll_ctl(e->ep.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -259,6 +264,7 @@ int coru__io_wait_fd(struct coru__engine *e, int fd, int dir, int64_t deadline)
             return err == EEXIST ? 0 : -err; /* EPERM: a regular file */
         }
         fs->eng = e;
+        fs->epoch = epoch;
         /* Registered edge-triggered: the current state reports at once. */
     }
     /* An edge since the caller's last attempt: retry instead of parking.

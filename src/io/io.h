@@ -35,9 +35,15 @@ struct coru__fdstate {
     int fd;
     bool probed, is_sock;         /* lock: whether the fd is a socket */
     struct coru__engine *eng;     /* lock: epoll it is registered in */
+    unsigned epoch;               /* lock: coru__io_epoch when registered */
     struct coru__waiter *rd, *wr; /* lock: parked waiters */
     _Atomic bool rd_ready, wr_ready; /* edge seen while nobody waited */
 };
+
+/* Bumped by coru_run at every start: a registration made in an earlier
+ * run names an engine that no longer exists, so fd states whose epoch is
+ * not the current one count as unregistered. */
+extern _Atomic unsigned coru__io_epoch;
 
 /* The state record of fd (>= 0), never NULL for fd < 2^20; NULL above. */
 struct coru__fdstate *coru__fdstate(int fd);

@@ -109,8 +109,11 @@ static int run(struct op *o, coru__prep_fn prep, long (*sys)(struct op *), int64
     if (coru__gen_depth > 0) return -EPERM;
     if (e && e->kind == CORU__ENGINE_URING) {
         /* A socket write usually fits the send buffer: one non-blocking
-         * send saves a trip through the ring and a park. */
-        if (o->sock && o->dir == CORU__IO_WRITE && sys == sys_write) {
+         * send saves a trip through the ring and a park. A deadline
+         * already past means "try once", as on epoll: the ring path
+         * alone would return -ETIMEDOUT without trying. */
+        if ((o->sock && o->dir == CORU__IO_WRITE && sys == sys_write) ||
+            (deadline >= 0 && deadline <= coru__now_ns())) {
             long r = sys(o);
             if (r != -EAGAIN) return (int)r;
         }

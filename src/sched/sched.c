@@ -49,6 +49,7 @@
 #include <string.h>
 
 #include "io/engine_impl.h"
+#include "io/io.h"
 #include "sched/lock.h"
 #include "sched/sched.h"
 
@@ -808,6 +809,7 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
     int rc = coru__engine_select((int)o.io);
     if (rc < 0) goto out_state;
     coru__stack_set_default(o.stack_size);
+    atomic_fetch_add_explicit(&coru__io_epoch, 1, memory_order_relaxed); /* io.h; ordered by thread creation */
 
     struct coru__worker *ws = aligned_alloc(CORU_CACHELINE, sizeof *ws * n);
     if (!ws) {
