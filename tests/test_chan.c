@@ -9,14 +9,9 @@
 
 #include "common.h"
 #include "coru.h"
+#include "helpers.h"
 
-static const enum coru_io engines[] = {CORU_IO_URING, CORU_IO_EPOLL};
 
-static int run_on(enum coru_io io, unsigned workers, coru_fn fn, void *arg)
-{
-    struct coru_opts o = {.workers = workers, .io = io};
-    return coru_run(fn, arg, &o);
-}
 
 /* ------------------------------------------------------------ basics */
 

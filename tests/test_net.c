@@ -26,18 +26,16 @@
 
 #include "common.h"
 #include "coru.h"
+#include "helpers.h"
 
 #define MS (1000 * 1000LL)
 #define SEC (1000 * MS)
 
-static const enum coru_io engines[] = {CORU_IO_URING, CORU_IO_EPOLL};
-#define FOR_EACH_ENGINE(var) for (size_t var##_i = 0; var##_i < 2; var##_i++) \
-    for (enum coru_io var = engines[var##_i], *var##_once = (void *)1; var##_once; var##_once = NULL)
 
-static int run_on(enum coru_io io, coru_fn fn, void *arg)
+/* Every net scenario runs with two workers. */
+static int net_run(enum coru_io io, coru_fn fn, void *arg)
 {
-    struct coru_opts o = {.workers = 2, .io = io};
-    return coru_run(fn, arg, &o);
+    return run_on(io, 2, fn, arg);
 }
 
 static const char *ename(enum coru_io io)
@@ -214,7 +212,7 @@ static void *port_zero_main(void *arg)
 
 Test(net, listen_on_port_zero_picks_a_free_port, .timeout = 30)
 {
-    FOR_EACH_ENGINE(io) cr_assert_eq(run_on(io, port_zero_main, NULL), 0);
+    FOR_EACH_ENGINE(io) cr_assert_eq(net_run(io, port_zero_main, NULL), 0);
 }
 
 /* ------------------------------------------------------------ echo, varied sizes */
@@ -288,7 +286,7 @@ Test(net, echo_round_trips_of_1000_messages_from_1_byte_to_64_kib_come_back_iden
     for (int i = 0; i < VARIED_MSGS; i++) total += (long)varied_size(i);
     FOR_EACH_ENGINE(io) {
         struct srv s = {0};
-        cr_assert_eq(run_on(io, varied_main, &s), 0);
+        cr_assert_eq(net_run(io, varied_main, &s), 0);
         srv_check(&s);
         cr_assert_eq(atomic_load(&s.bytes), total, "%s", ename(io));
     }
@@ -350,7 +348,7 @@ static void *ipv6_main(void *arg)
 Test(net, ipv6_loopback_listen_connect_and_dual_stack_wildcard_work, .timeout = 30)
 {
     if (!have_ipv6_loopback()) cr_skip_test("no IPv6 loopback here");
-    FOR_EACH_ENGINE(io) cr_assert_eq(run_on(io, ipv6_main, NULL), 0);
+    FOR_EACH_ENGINE(io) cr_assert_eq(net_run(io, ipv6_main, NULL), 0);
 }
 
 /* ------------------------------------------------------------ many clients */
@@ -411,7 +409,7 @@ Test(net, two_hundred_concurrent_clients_each_complete_fifty_round_trips, .timeo
 {
     FOR_EACH_ENGINE(io) {
         struct many m = {0};
-        cr_assert_eq(run_on(io, many_main, &m), 0);
+        cr_assert_eq(net_run(io, many_main, &m), 0);
         srv_check(&m.s);
         cr_assert_eq(atomic_load(&m.fails), 0, "%s", ename(io));
         cr_assert_eq(atomic_load(&m.rounds), MANY_CLIENTS * MANY_ROUNDS, "%s", ename(io));
@@ -435,7 +433,7 @@ static void *refused_main(void *arg)
 
 Test(net, connect_to_a_closed_port_is_refused, .timeout = 30)
 {
-    FOR_EACH_ENGINE(io) cr_assert_eq(run_on(io, refused_main, NULL), 0);
+    FOR_EACH_ENGINE(io) cr_assert_eq(net_run(io, refused_main, NULL), 0);
 }
 
 static void *bad_host_main(void *arg)
@@ -452,7 +450,7 @@ static void *bad_host_main(void *arg)
 
 Test(net, connect_and_listen_reject_a_host_that_is_not_a_numeric_address, .timeout = 30)
 {
-    FOR_EACH_ENGINE(io) cr_assert_eq(run_on(io, bad_host_main, NULL), 0);
+    FOR_EACH_ENGINE(io) cr_assert_eq(net_run(io, bad_host_main, NULL), 0);
 }
 
 static void *bad_flags_main(void *arg)
@@ -465,7 +463,7 @@ static void *bad_flags_main(void *arg)
 
 Test(net, listen_rejects_unknown_flags, .timeout = 30)
 {
-    FOR_EACH_ENGINE(io) cr_assert_eq(run_on(io, bad_flags_main, NULL), 0);
+    FOR_EACH_ENGINE(io) cr_assert_eq(net_run(io, bad_flags_main, NULL), 0);
 }
 
 /* ------------------------------------------------------------ SO_REUSEPORT */
@@ -524,7 +522,7 @@ static void *reuseport_main(void *arg)
 
 Test(net, reuseport_lets_two_listeners_share_a_port, .timeout = 30)
 {
-    FOR_EACH_ENGINE(io) cr_assert_eq(run_on(io, reuseport_main, NULL), 0);
+    FOR_EACH_ENGINE(io) cr_assert_eq(net_run(io, reuseport_main, NULL), 0);
 }
 
 static void *ebadf_main(void *arg)
@@ -548,7 +546,7 @@ static void *ebadf_main(void *arg)
 
 Test(net, calls_on_fd_minus_one_return_ebadf, .timeout = 30)
 {
-    FOR_EACH_ENGINE(io) cr_assert_eq(run_on(io, ebadf_main, NULL), 0);
+    FOR_EACH_ENGINE(io) cr_assert_eq(net_run(io, ebadf_main, NULL), 0);
 }
 
 /* ------------------------------------------------------------ reset peer, no SIGPIPE */
@@ -634,7 +632,7 @@ Test(net, write_to_a_reset_peer_fails_with_epipe_or_econnreset_and_raises_no_sig
     struct sigaction sa = {.sa_handler = on_sigpipe}, old;
     sigemptyset(&sa.sa_mask);
     cr_assert_eq(sigaction(SIGPIPE, &sa, &old), 0);
-    FOR_EACH_ENGINE(io) cr_assert_eq(run_on(io, reset_main, NULL), 0);
+    FOR_EACH_ENGINE(io) cr_assert_eq(net_run(io, reset_main, NULL), 0);
     cr_assert_eq(atomic_load(&sigpipes), 0, "SIGPIPE was raised %d times", atomic_load(&sigpipes));
     sigaction(SIGPIPE, &old, NULL);
 }
@@ -666,7 +664,7 @@ static void *eof_main(void *arg)
 
 Test(net, read_returns_0_at_eof_after_the_peer_shuts_down_writing, .timeout = 30)
 {
-    FOR_EACH_ENGINE(io) cr_assert_eq(run_on(io, eof_main, NULL), 0);
+    FOR_EACH_ENGINE(io) cr_assert_eq(net_run(io, eof_main, NULL), 0);
 }
 
 /* ------------------------------------------------------------ deadlines */
@@ -691,7 +689,7 @@ static void *read_dl_main(void *arg)
 
 Test(net, read_dl_on_a_silent_connection_times_out_after_the_deadline, .timeout = 30)
 {
-    FOR_EACH_ENGINE(io) cr_assert_eq(run_on(io, read_dl_main, NULL), 0);
+    FOR_EACH_ENGINE(io) cr_assert_eq(net_run(io, read_dl_main, NULL), 0);
 }
 
 static void *accept_dl_main(void *arg)
@@ -716,7 +714,7 @@ static void *accept_dl_main(void *arg)
 
 Test(net, accept_dl_with_nobody_connecting_times_out_after_the_deadline, .timeout = 30)
 {
-    FOR_EACH_ENGINE(io) cr_assert_eq(run_on(io, accept_dl_main, NULL), 0);
+    FOR_EACH_ENGINE(io) cr_assert_eq(net_run(io, accept_dl_main, NULL), 0);
 }
 
 /* A deadline already past means "try once": what can complete at once
@@ -742,7 +740,7 @@ static void *past_dl_main(void *arg)
 
 Test(net, a_past_deadline_tries_once_and_times_out_only_if_it_would_block, .timeout = 30)
 {
-    FOR_EACH_ENGINE(io) cr_assert_eq(run_on(io, past_dl_main, NULL), 0);
+    FOR_EACH_ENGINE(io) cr_assert_eq(net_run(io, past_dl_main, NULL), 0);
 }
 
 /* ------------------------------------------------------------ cancellation */
@@ -794,7 +792,7 @@ static void *cancel_read_main(void *arg)
 
 Test(net, cancel_ends_a_read_parked_on_a_silent_connection_with_ecanceled, .timeout = 30)
 {
-    FOR_EACH_ENGINE(io) cr_assert_eq(run_on(io, cancel_read_main, NULL), 0);
+    FOR_EACH_ENGINE(io) cr_assert_eq(net_run(io, cancel_read_main, NULL), 0);
 }
 
 static void *cancel_accept_main(void *arg)
@@ -817,7 +815,7 @@ static void *cancel_accept_main(void *arg)
 
 Test(net, cancel_ends_a_parked_accept_with_ecanceled, .timeout = 30)
 {
-    FOR_EACH_ENGINE(io) cr_assert_eq(run_on(io, cancel_accept_main, NULL), 0);
+    FOR_EACH_ENGINE(io) cr_assert_eq(net_run(io, cancel_accept_main, NULL), 0);
 }
 
 /* ------------------------------------------------------------ plain threads */
@@ -873,7 +871,7 @@ Test(net, a_plain_thread_can_connect_write_and_read_against_a_coroutine_server, 
 {
     FOR_EACH_ENGINE(io) {
         struct srv s = {0};
-        cr_assert_eq(run_on(io, plain_main, &s), 0);
+        cr_assert_eq(net_run(io, plain_main, &s), 0);
         srv_check(&s);
     }
 }
@@ -947,7 +945,7 @@ static void *crowd_clients_main(void *arg)
 static int crowd_child(enum coru_io io, uint16_t port, int n)
 {
     struct crowd cw = {.port = port, .n = n};
-    int rc = run_on(io, crowd_clients_main, &cw);
+    int rc = net_run(io, crowd_clients_main, &cw);
     coru_waitgroup_destroy(cw.all_connected);
     if (rc || atomic_load(&cw.fails) || atomic_load(&cw.rounds) != n * CROWD_ROUNDS) {
         fprintf(stderr, "crowd clients (%s): run %d, %d failed, %d of %d rounds\n", ename(io), rc,
@@ -986,7 +984,7 @@ Test(net, ten_thousand_concurrent_connections_all_echo, .timeout = 240)
         char role[64];
         snprintf(role, sizeof role, "crowd %d %d %d", (int)io, (int)s.port, n);
         pid_t pid = spawn_role(role, -1); /* (the listener is close-on-exec) */
-        cr_assert_eq(run_on(io, crowd_server_main, &s), 0);
+        cr_assert_eq(net_run(io, crowd_server_main, &s), 0);
         int st;
         cr_assert_eq(waitpid(pid, &st, 0), pid);
         cr_log_info("%d connections, %d round trips each (%s): %.2f s", n, CROWD_ROUNDS, ename(io),
@@ -1140,7 +1138,7 @@ static int emfile_child(enum coru_io io, int status)
     struct emf e = {.status = status};
     struct emf_report rep = {0};
     if (getrlimit(RLIMIT_NOFILE, &e.saved) != 0) return 2;
-    rep.run_rc = run_on(io, emf_main, &e);
+    rep.run_rc = net_run(io, emf_main, &e);
     rep.attempts = atomic_load(&e.attempts);
     rep.emfile = atomic_load(&e.emfile);
     rep.accepted = atomic_load(&e.accepted);
@@ -1256,8 +1254,8 @@ Test(net, an_fd_kept_across_two_runs_still_wakes_in_the_second, .timeout = 60)
         t.lfd = coru_tcp_listen("127.0.0.1", 0, 16, 0);
         cr_assert_geq(t.lfd, 0);
         t.port = coru_local_port(t.lfd);
-        cr_assert_eq(run_on(io, accept_one, &t), 0);
-        cr_assert_eq(run_on(io, accept_one, &t), 0);
+        cr_assert_eq(net_run(io, accept_one, &t), 0);
+        cr_assert_eq(net_run(io, accept_one, &t), 0);
         coru_close(t.lfd);
     }
 }

@@ -14,6 +14,7 @@
 
 #include "common.h"
 #include "coru.h"
+#include "helpers.h"
 
 #ifdef CORU_ASAN
 /* Let coru's overflow reporter own SIGSEGV (ASan ignores a user handler
@@ -36,9 +37,6 @@ const char *__tsan_default_options(void)
 }
 #endif
 
-static const enum coru_io engines[] = {CORU_IO_URING, CORU_IO_EPOLL};
-#define FOR_EACH_ENGINE(var) for (size_t var##_i = 0; var##_i < 2; var##_i++) \
-    for (enum coru_io var = engines[var##_i], *var##_once = (void *)1; var##_once; var##_once = NULL)
 
 static struct coru_opts opts_for(enum coru_io io, unsigned workers)
 {

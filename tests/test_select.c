@@ -13,18 +13,11 @@
 
 #include "common.h"
 #include "coru.h"
+#include "helpers.h"
 
 #define MS (1000 * 1000LL)
 
-static const enum coru_io engines[] = {CORU_IO_URING, CORU_IO_EPOLL};
-#define FOR_EACH_ENGINE(var) for (size_t var##_i = 0; var##_i < 2; var##_i++) \
-    for (enum coru_io var = engines[var##_i], *var##_once = (void *)1; var##_once; var##_once = NULL)
 
-static int run_on(enum coru_io io, unsigned workers, coru_fn fn, void *arg)
-{
-    struct coru_opts o = {.workers = workers, .io = io};
-    return coru_run(fn, arg, &o);
-}
 
 static coru_chan *mkchan(size_t cap)
 {
