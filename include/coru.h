@@ -400,6 +400,33 @@ CORU_API ssize_t coru_write_dl(int fd, const void *buf, size_t n, int64_t deadli
 CORU_API ssize_t coru_read_full(int fd, void *buf, size_t n, int64_t deadline);
 /* Writes all n bytes: returns n or -errno. */
 CORU_API ssize_t coru_write_all(int fd, const void *buf, size_t n, int64_t deadline);
+struct iovec;
+/* Vectored read and write (at most IOV_MAX buffers): count or -errno. */
+CORU_API ssize_t coru_readv(int fd, const struct iovec *iov, int iovcnt, int64_t deadline);
+CORU_API ssize_t coru_writev(int fd, const struct iovec *iov, int iovcnt, int64_t deadline);
+
+/* UDP: binds a datagram socket to host:port (numeric; NULL/"" for all
+ * addresses, port 0 for any). Returns the fd or -errno. Never parks. */
+CORU_API int coru_udp_bind(const char *host, uint16_t port);
+/* Sends one datagram to addr (addrlen bytes; NULL on a connected socket).
+ * Returns the count or -errno. May park. */
+CORU_API ssize_t coru_sendto(int fd, const void *buf, size_t n, const struct sockaddr *addr, unsigned addrlen,
+                             int64_t deadline);
+/* Receives one datagram; the sender's address in addr/addrlen if not
+ * NULL. Returns its length (truncated to n) or -errno. May park. */
+CORU_API ssize_t coru_recvfrom(int fd, void *buf, size_t n, struct sockaddr *addr, unsigned *addrlen,
+                               int64_t deadline);
+
+/* Files: io_uring does real asynchronous file I/O; the epoll engine runs
+ * these in the blocking pool. open returns the fd (opened with
+ * O_CLOEXEC added) or -errno. */
+CORU_API int coru_file_open(const char *path, int flags, unsigned mode);
+/* pread/pwrite at offset off: count or -errno. */
+CORU_API ssize_t coru_pread(int fd, void *buf, size_t n, int64_t off);
+CORU_API ssize_t coru_pwrite(int fd, const void *buf, size_t n, int64_t off);
+/* fsync(2): 0 or -errno. */
+CORU_API int coru_fsync(int fd);
+
 /* shutdown(2): how is SHUT_RD, SHUT_WR or SHUT_RDWR. Returns 0 or -errno. */
 CORU_API int coru_shutdown(int fd, int how);
 /* Closes the fd. Returns 0 or -errno (-EBADF). */

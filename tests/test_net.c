@@ -1259,3 +1259,60 @@ Test(net, an_fd_kept_across_two_runs_still_wakes_in_the_second, .timeout = 60)
         coru_close(t.lfd);
     }
 }
+
+/* ------------------------------------------------------------ UDP, vectors */
+
+static void *udp_main(void *arg)
+{
+    int a = coru_udp_bind("127.0.0.1", 0), b = coru_udp_bind("127.0.0.1", 0);
+    cr_assert_geq(a, 0);
+    cr_assert_geq(b, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)coru_local_port(b))};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int i = 0; i < 100; i++) {
+        char msg[32], got[64];
+        int n = snprintf(msg, sizeof msg, "datagram %d", i);
+        cr_assert_eq(coru_sendto(a, msg, (size_t)n, (struct sockaddr *)&to, sizeof to, CORU_NEVER), n);
+        struct sockaddr_in from;
+        unsigned fl = sizeof from;
+        cr_assert_eq(coru_recvfrom(b, got, sizeof got, (struct sockaddr *)&from, &fl, CORU_NEVER), n);
+        cr_assert_eq(memcmp(got, msg, (size_t)n), 0);
+        cr_assert_eq(ntohs(from.sin_port), coru_local_port(a));
+    }
+    char x;
+    int64_t t0 = coru_now();
+    cr_assert_eq(coru_recvfrom(b, &x, 1, NULL, NULL, t0 + 20 * MS), -ETIMEDOUT);
+    cr_assert_geq(coru_now() - t0, 20 * MS);
+    cr_assert_eq(coru_close(a), 0);
+    cr_assert_eq(coru_close(b), 0);
+    return arg;
+}
+
+Test(net, udp_datagrams_arrive_whole_with_the_sender_address, .timeout = 30)
+{
+    FOR_EACH_ENGINE(io) cr_assert_eq(net_run(io, udp_main, NULL), 0);
+}
+
+static void *vec_main(void *arg)
+{
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    char a[] = "hello, ", b[] = "vectored ", c[] = "world";
+    struct iovec out[3] = {{a, 7}, {b, 9}, {c, 5}};
+    cr_assert_eq(coru_writev(sv[0], out, 3, CORU_NEVER), 21);
+    char x[10] = {0}, y[11] = {0};
+    struct iovec in[2] = {{x, 10}, {y, 11}};
+    /* one writev of 21 bytes on an AF_UNIX stream arrives as one unit */
+    cr_assert_eq(coru_readv(sv[1], in, 2, CORU_NEVER), 21);
+    cr_assert_eq(memcmp(x, "hello, vec", 10), 0);
+    cr_assert_eq(memcmp(y, "tored world", 11), 0);
+    cr_assert_eq(coru_readv(sv[1], NULL, 1, CORU_NEVER), -EINVAL);
+    coru_close(sv[0]);
+    coru_close(sv[1]);
+    return arg;
+}
+
+Test(net, writev_and_readv_move_the_bytes_in_order, .timeout = 30)
+{
+    FOR_EACH_ENGINE(io) cr_assert_eq(net_run(io, vec_main, NULL), 0);
+}

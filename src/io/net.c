@@ -7,10 +7,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "io/io.h"
@@ -98,6 +100,9 @@ struct op {
     socklen_t *alen;
     socklen_t alen_val;
     bool sock;
+    const struct iovec *iov;
+    int iovcnt;
+    struct msghdr msg;
 };
 
 static long sys_write(struct op *o);
@@ -290,6 +295,129 @@ int coru_tcp_connect(const char *host, uint16_t port, int64_t deadline)
         return rc;
     }
     return fd;
+}
+
+/* ---------------------------------------------------------------- vectors */
+
+static void prep_readv(struct io_uring_sqe *sqe, void *ctx)
+{
+    struct op *o = ctx;
+    io_uring_prep_readv(sqe, o->fd, o->iov, (unsigned)o->iovcnt, (uint64_t)-1);
+}
+
+static long sys_readv(struct op *o)
+{
+    ssize_t r = readv(o->fd, o->iov, o->iovcnt);
+    return r < 0 ? -errno : r;
+}
+
+/* Sockets go through sendmsg, so that MSG_NOSIGNAL applies. */
+static void prep_writev(struct io_uring_sqe *sqe, void *ctx)
+{
+    struct op *o = ctx;
+    if (o->sock)
+        io_uring_prep_sendmsg(sqe, o->fd, &o->msg, MSG_NOSIGNAL);
+    else
+        io_uring_prep_writev(sqe, o->fd, o->iov, (unsigned)o->iovcnt, (uint64_t)-1);
+}
+
+static long sys_writev(struct op *o)
+{
+    ssize_t r = o->sock ? sendmsg(o->fd, &o->msg, MSG_NOSIGNAL | MSG_DONTWAIT) : writev(o->fd, o->iov, o->iovcnt);
+    return r < 0 ? -errno : r;
+}
+
+static int vec_op(int fd, const struct iovec *iov, int iovcnt, int dir, int64_t deadline)
+{
+    if ((!iov && iovcnt) || iovcnt < 0 || iovcnt > IOV_MAX) return -EINVAL;
+    struct op o = {.fd = fd, .dir = dir, .iov = iov, .iovcnt = iovcnt, .sock = coru__fd_is_socket(fd)};
+    o.msg.msg_iov = (struct iovec *)iov;
+    o.msg.msg_iovlen = (size_t)iovcnt;
+    return dir == CORU__IO_READ ? run(&o, prep_readv, sys_readv, deadline) : run(&o, prep_writev, sys_writev, deadline);
+}
+
+ssize_t coru_readv(int fd, const struct iovec *iov, int iovcnt, int64_t deadline)
+{
+    return vec_op(fd, iov, iovcnt, CORU__IO_READ, deadline);
+}
+
+ssize_t coru_writev(int fd, const struct iovec *iov, int iovcnt, int64_t deadline)
+{
+    return vec_op(fd, iov, iovcnt, CORU__IO_WRITE, deadline);
+}
+
+/* ---------------------------------------------------------------- UDP */
+
+int coru_udp_bind(const char *host, uint16_t port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int rc = parse_addr(host, port, &ss, &len);
+    if (rc) return rc;
+    int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    coru__io_forget_fd(fd);
+    int zero = 0;
+    if (ss.ss_family == AF_INET6 && (!host || !*host)) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+static void prep_sendmsg(struct io_uring_sqe *sqe, void *ctx)
+{
+    struct op *o = ctx;
+    io_uring_prep_sendmsg(sqe, o->fd, &o->msg, MSG_NOSIGNAL);
+}
+
+static long sys_sendmsg(struct op *o)
+{
+    ssize_t r = sendmsg(o->fd, &o->msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return r < 0 ? -errno : r;
+}
+
+static void prep_recvmsg(struct io_uring_sqe *sqe, void *ctx)
+{
+    struct op *o = ctx;
+    io_uring_prep_recvmsg(sqe, o->fd, &o->msg, 0);
+}
+
+static long sys_recvmsg(struct op *o)
+{
+    ssize_t r = recvmsg(o->fd, &o->msg, MSG_DONTWAIT);
+    return r < 0 ? -errno : r;
+}
+
+ssize_t coru_sendto(int fd, const void *buf, size_t n, const struct sockaddr *addr, unsigned addrlen,
+                    int64_t deadline)
+{
+    if (!buf && n) return -EFAULT;
+    struct iovec v = {.iov_base = (void *)buf, .iov_len = n};
+    struct op o = {.fd = fd, .dir = CORU__IO_WRITE, .sock = true};
+    o.msg.msg_name = (void *)addr;
+    o.msg.msg_namelen = addr ? addrlen : 0;
+    o.msg.msg_iov = &v;
+    o.msg.msg_iovlen = 1;
+    return run(&o, prep_sendmsg, sys_sendmsg, deadline);
+}
+
+ssize_t coru_recvfrom(int fd, void *buf, size_t n, struct sockaddr *addr, unsigned *addrlen, int64_t deadline)
+{
+    if (!buf && n) return -EFAULT;
+    struct iovec v = {.iov_base = buf, .iov_len = n};
+    struct op o = {.fd = fd, .dir = CORU__IO_READ, .sock = true};
+    if (addr && addrlen) {
+        o.msg.msg_name = addr;
+        o.msg.msg_namelen = *addrlen;
+    }
+    o.msg.msg_iov = &v;
+    o.msg.msg_iovlen = 1;
+    int r = run(&o, prep_recvmsg, sys_recvmsg, deadline);
+    if (r >= 0 && addr && addrlen) *addrlen = o.msg.msg_namelen;
+    return r;
 }
 
 int coru_shutdown(int fd, int how)

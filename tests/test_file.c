@@ -1,0 +1,96 @@
+/* test_file: files through the engines (io_uring: async file I/O; epoll:
+ * the blocking pool; plain threads: direct calls): data written comes
+ * back byte for byte, and the error codes. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "coru.h"
+#include "helpers.h"
+
+enum { FILE_SIZE = 1 << 20, CHUNK = 64 * 1024 };
+
+struct file_run {
+    char path[64];
+    unsigned char *data;
+};
+
+static void *write_read_back(void *arg)
+{
+    struct file_run *r = arg;
+    int fd = coru_file_open(r->path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq(fd, 0, "open: %d", fd);
+    for (int64_t off = 0; off < FILE_SIZE; off += CHUNK)
+        cr_assert_eq(coru_pwrite(fd, r->data + off, CHUNK, off), CHUNK);
+    cr_assert_eq(coru_fsync(fd), 0);
+    unsigned char *back = malloc(FILE_SIZE);
+    /* read back in a different chunking, last chunk first */
+    for (int64_t off = FILE_SIZE - 4096; off >= 0; off -= 4096)
+        cr_assert_eq(coru_pread(fd, back + off, 4096, off), 4096);
+    cr_assert_eq(memcmp(back, r->data, FILE_SIZE), 0, "data differs");
+    cr_assert_eq(coru_pread(fd, back, 100, FILE_SIZE), 0); /* at end of file */
+    free(back);
+    cr_assert_eq(coru_close(fd), 0);
+    return NULL;
+}
+
+static struct file_run *new_run(void)
+{
+    struct file_run *r = calloc(1, sizeof *r);
+    strcpy(r->path, "/tmp/coru-test-file-XXXXXX");
+    int fd = mkstemp(r->path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    r->data = malloc(FILE_SIZE);
+    for (int i = 0; i < FILE_SIZE; i++) r->data[i] = (unsigned char)(i * 131 + (i >> 9));
+    return r;
+}
+
+static void free_run(struct file_run *r)
+{
+    unlink(r->path);
+    free(r->data);
+    free(r);
+}
+
+Test(file, written_data_reads_back_byte_for_byte_on_both_engines, .timeout = 60)
+{
+    FOR_EACH_ENGINE(io) {
+        struct file_run *r = new_run();
+        cr_assert_eq(run_on(io, 2, write_read_back, r), 0);
+        free_run(r);
+    }
+}
+
+Test(file, a_plain_thread_uses_the_system_calls_directly, .timeout = 60)
+{
+    struct file_run *r = new_run();
+    write_read_back(r);
+    free_run(r);
+}
+
+static void *errors(void *arg)
+{
+    cr_assert_eq(coru_file_open("/nonexistent/dir/file", O_RDONLY, 0), -ENOENT);
+    cr_assert_eq(coru_file_open(NULL, O_RDONLY, 0), -EINVAL);
+    char b[8];
+    cr_assert_eq(coru_pread(-1, b, sizeof b, 0), -EBADF);
+    cr_assert_eq(coru_pwrite(-1, b, sizeof b, 0), -EBADF);
+    cr_assert_eq(coru_fsync(-1), -EBADF);
+    cr_assert_eq(coru_pread(0, b, sizeof b, -5), -EINVAL);
+    /* a closed, never reused fd number */
+    int fd = coru_file_open("/dev/null", O_RDONLY, 0);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(coru_close(fd), 0);
+    cr_assert_eq(coru_pread(fd, b, sizeof b, 0), -EBADF);
+    return arg;
+}
+
+Test(file, errors_come_back_as_negative_errno, .timeout = 30)
+{
+    FOR_EACH_ENGINE(io) cr_assert_eq(run_on(io, 2, errors, NULL), 0);
+}
