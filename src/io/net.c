@@ -48,20 +48,31 @@ static int parse_addr(const char *host, uint16_t port, struct sockaddr_storage *
     return -EINVAL;
 }
 
+/* A non-blocking, close-on-exec socket of `type` for host:port, whose
+ * address is left in *ss. The wildcard host is dual-stack (IPv6 with IPv4
+ * mapped). Returns the fd or -errno. */
+static int open_socket(const char *host, uint16_t port, int type, struct sockaddr_storage *ss, socklen_t *len)
+{
+    int rc = parse_addr(host, port, ss, len);
+    if (rc) return rc;
+    int fd = socket(ss->ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    coru__io_forget_fd(fd); /* a reused number: drop stale state */
+    int zero = 0;
+    if (ss->ss_family == AF_INET6 && (!host || !*host)) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    return fd;
+}
+
 int coru_tcp_listen(const char *host, uint16_t port, int backlog, int flags)
 {
     if (flags & ~CORU_REUSEPORT) return -EINVAL;
     struct sockaddr_storage ss;
     socklen_t len;
-    int rc = parse_addr(host, port, &ss, &len);
-    if (rc) return rc;
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    int one = 1, zero = 0;
+    int rc, fd = open_socket(host, port, SOCK_STREAM, &ss, &len);
+    if (fd < 0) return fd;
+    int one = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) goto fail;
     if ((flags & CORU_REUSEPORT) && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) goto fail;
-    /* The wildcard listener takes IPv4 too. */
-    if (ss.ss_family == AF_INET6 && (!host || !*host)) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
     if (bind(fd, (struct sockaddr *)&ss, len) < 0) goto fail;
     if (listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0) goto fail;
     return fd;
@@ -283,11 +294,8 @@ int coru_tcp_connect(const char *host, uint16_t port, int64_t deadline)
     if (!host || !*host) return -EINVAL;
     struct sockaddr_storage ss;
     socklen_t len;
-    int rc = parse_addr(host, port, &ss, &len);
-    if (rc) return rc;
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    coru__io_forget_fd(fd);
+    int rc, fd = open_socket(host, port, SOCK_STREAM, &ss, &len);
+    if (fd < 0) return fd;
     struct op o = {.fd = fd, .dir = CORU__IO_WRITE, .addr = (struct sockaddr *)&ss, .alen_val = len};
     rc = run(&o, prep_connect, sys_connect, deadline);
     if (rc < 0) {
@@ -352,13 +360,8 @@ int coru_udp_bind(const char *host, uint16_t port)
 {
     struct sockaddr_storage ss;
     socklen_t len;
-    int rc = parse_addr(host, port, &ss, &len);
-    if (rc) return rc;
-    int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    coru__io_forget_fd(fd);
-    int zero = 0;
-    if (ss.ss_family == AF_INET6 && (!host || !*host)) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    int rc, fd = open_socket(host, port, SOCK_DGRAM, &ss, &len);
+    if (fd < 0) return fd;
     if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
         rc = -errno;
         close(fd);
