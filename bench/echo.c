@@ -2,12 +2,15 @@
  * until SIGTERM or SIGINT, one coroutine per connection: read up to
  * 4 KiB, write it all back, TCP_NODELAY on. The load generator
  * (../shared/peers/loadgen) measures it and prints the RESULT line.
- * 2 workers. */
+ * 2 workers (CORU_BENCH_WORKERS=n for experiments). CORU_BENCH_STATS=1
+ * prints the per-worker scheduler counters on stderr at exit. */
 #include <coru.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -47,6 +50,15 @@ static void *signals(void *arg)
     sigset_t *set = arg;
     int sig;
     sigwait(set, &sig);
+    if (getenv("CORU_BENCH_STATS")) { /* per-worker counters on stderr, for tuning */
+        struct coru_stats st;
+        coru_stats(&st);
+        fprintf(stderr, "stats: engine=%s\n", st.engine);
+        for (unsigned i = 0; i < st.workers; i++)
+            fprintf(stderr, "  worker %u: switches=%llu steals=%llu sleeps=%llu handoffs=%llu\n", i,
+                    (unsigned long long)st.worker[i].switches, (unsigned long long)st.worker[i].steals,
+                    (unsigned long long)st.worker[i].sleeps, (unsigned long long)st.worker[i].handoffs);
+    }
     _exit(0); /* the load generator has its numbers; nothing to flush */
 }
 
@@ -71,7 +83,8 @@ int bench_echo(int argc, char **argv)
     pthread_create(&t, NULL, signals, &set);
     int lfd = coru_tcp_listen("127.0.0.1", (uint16_t)port, 4096, 0);
     bench_check(lfd, "coru_tcp_listen");
-    struct coru_opts opts = {.workers = 2};
+    const char *nw = getenv("CORU_BENCH_WORKERS");
+    struct coru_opts opts = {.workers = nw ? (unsigned)atoi(nw) : 2};
     bench_check(coru_run(acceptor, (void *)(intptr_t)lfd, &opts), "coru_run");
     return 0;
 }

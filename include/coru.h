@@ -92,6 +92,10 @@ struct coru_worker_stats {
     uint64_t parks;    /* coroutines that parked (blocked) on this worker */
     uint64_t wakeups;  /* parked coroutines made runnable by this worker */
     uint64_t sleeps;   /* times this worker slept in its ring/epoll wait */
+    uint64_t handoffs; /* I/O-woken coroutines this worker handed to a lower,
+                          less busy worker instead of running them (under
+                          light load the runtime packs I/O work onto the
+                          first workers, so the others can sleep) */
 };
 
 struct coru_stats {

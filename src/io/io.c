@@ -18,6 +18,7 @@
  */
 #include "io/io.h"
 
+#include <limits.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -90,6 +91,7 @@ void coru__io_forget_fd(int fd)
     fs->probed = false;
     atomic_store_explicit(&fs->rd_ready, false, memory_order_relaxed);
     atomic_store_explicit(&fs->wr_ready, false, memory_order_relaxed);
+    atomic_store_explicit(&fs->rd_drained, false, memory_order_relaxed);
     coru__unlock(&fs->lock);
 }
 
@@ -256,6 +258,18 @@ int coru__io_wait_fd(struct coru__engine *e, int fd, int dir, int64_t deadline)
     /* relaxed: written before the workers start (thread creation orders it) */
     unsigned epoch = atomic_load_explicit(&coru__io_epoch, memory_order_relaxed);
     if (fs->eng && fs->epoch != epoch) fs->eng = NULL; /* registered in an earlier run */
+    struct coru__worker *self = coru__worker_self();
+    unsigned wid = self ? self->id : UINT_MAX;
+    if (fs->eng && fs->eng != e && wid < fs->wid) {
+        /* Readiness goes to the epoll it is registered in, and wakes the
+         * coroutine on that worker. When the scheduler packs work onto
+         * lower workers (sched.c), the registration follows it down, and
+         * only down, so it settles instead of bouncing. Another worker's
+         * epoll may be reporting the fd at this moment: fs_complete is
+         * indifferent to which one does, under fs->lock. */
+        epoll_ctl(fs->eng->ep.epfd, EPOLL_CTL_DEL, fd, NULL);
+        fs->eng = NULL;
+    }
     if (!fs->eng) {
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = fs};
         if (epoll_ctl(e->ep.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -264,6 +278,7 @@ int coru__io_wait_fd(struct coru__engine *e, int fd, int dir, int64_t deadline)
             return err == EEXIST ? 0 : -err; /* EPERM: a regular file */
         }
         fs->eng = e;
+        fs->wid = wid;
         fs->epoch = epoch;
         /* Registered edge-triggered: the current state reports at once. */
     }

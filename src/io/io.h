@@ -36,8 +36,10 @@ struct coru__fdstate {
     bool probed, is_sock;         /* lock: whether the fd is a socket */
     struct coru__engine *eng;     /* lock: epoll it is registered in */
     unsigned epoch;               /* lock: coru__io_epoch when registered */
+    unsigned wid;                 /* lock: id of the worker owning eng */
     struct coru__waiter *rd, *wr; /* lock: parked waiters */
     _Atomic bool rd_ready, wr_ready; /* edge seen while nobody waited */
+    _Atomic bool rd_drained;      /* hint (net.c): the last read was short */
 };
 
 /* Bumped by coru_run at every start: a registration made in an earlier

@@ -117,6 +117,7 @@ struct op {
 };
 
 static long sys_write(struct op *o);
+static long sys_read(struct op *o);
 
 static int run(struct op *o, coru__prep_fn prep, long (*sys)(struct op *), int64_t deadline)
 {
@@ -135,9 +136,23 @@ static int run(struct op *o, coru__prep_fn prep, long (*sys)(struct op *), int64
         }
         return coru__io_uring_op(e, prep, o, deadline);
     }
+    /* A socket whose last read came back short was drained then, and
+     * edge-triggered epoll reports any byte that arrived since (as a wake
+     * or as rd_ready, which makes the wait return at once): wait first
+     * and save the read that would only say EAGAIN. */
+    struct coru__fdstate *fs = NULL;
+    bool wait_first = false;
+    if (e && o->sock && sys == sys_read && (fs = coru__fdstate(o->fd)))
+        wait_first = atomic_load_explicit(&fs->rd_drained, memory_order_relaxed);
     for (;;) {
-        long r = sys(o);
-        if (r != -EAGAIN) return (int)r;
+        if (!wait_first) {
+            long r = sys(o);
+            if (r != -EAGAIN) {
+                if (fs) atomic_store_explicit(&fs->rd_drained, r > 0 && (size_t)r < o->n, memory_order_relaxed);
+                return (int)r;
+            }
+        }
+        wait_first = false;
         int rc = coru__io_wait_fd(e, o->fd, o->dir, deadline);
         if (rc) return rc;
     }

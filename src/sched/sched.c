@@ -53,7 +53,10 @@
 #include "sched/lock.h"
 #include "sched/sched.h"
 
-#define DEQUE_CAP 256
+#define DEQUE_CAP 256   /* the work deque */
+#define YQ_CAP 4096     /* the FIFO queue: room for a whole batch of completions
+                           from a busy engine, which would otherwise spill to
+                           the global queue and wait behind newer batches */
 #define GQ_POLL_INTERVAL 61 /* ticks between global queue checks */
 #define LIFO_MAX_STREAK 3   /* run-next uses in a row before the deque */
 #define TRIM_PERIOD_NS 10000000 /* idle stack trimming: at most every 10 ms */
@@ -61,6 +64,14 @@
 #define TIMER_INTERVAL 16  /* ticks between checks for due timers */
 #define OLDEST_INTERVAL 1024 /* ticks between runs of the oldest deque entry */
 #define SPIN_NS 3000      /* how long an idle worker looks for work before sleeping */
+
+/* Packing and helping (see the packing section): a worker that has had no
+ * idle moment for SATURATED_NS is saturated; only then do its batches of
+ * wake-ups wake another worker and its FIFO queue get stolen from, and
+ * only an unsaturated worker with fewer than PACK_MAX queued takes the
+ * I/O work of higher workers. */
+#define SATURATED_NS 1000000
+#define PACK_MAX 64
 
 enum { POST_NONE = 0, POST_YIELD, POST_PARK, POST_EXIT };
 
@@ -129,6 +140,17 @@ int coru__can_park(void)
     return 0;
 }
 
+/* Whether w has had no idle moment for SATURATED_NS: then it cannot take
+ * more (packing skips it), a small backlog of it is worth another worker
+ * (end_batch), and its FIFO queue may be stolen from. idle_at is written
+ * by the owner when it runs out of local work and when it wakes, and is
+ * INT64_MAX while it sleeps (a sleeping worker is not saturated). */
+static bool saturated(struct coru__worker *w, int64_t now)
+{
+    int64_t at = atomic_load_explicit(&w->idle_at, memory_order_relaxed);
+    return at != INT64_MAX && now - at > SATURATED_NS;
+}
+
 /* ---------------------------------------------------------------- queues */
 
 static void push_local(struct coru__worker *w, struct coru__deque *d, struct coru_co *co);
@@ -165,7 +187,7 @@ static struct coru_co *gq_take(struct coru__worker *w)
     size_t len = atomic_load_explicit(&rt.gq_len, memory_order_relaxed);
     size_t n = len / rt.n + 1;
     if (n > DEQUE_CAP / 2) n = DEQUE_CAP / 2;
-    size_t room = DEQUE_CAP - coru__deque_size(&w->yq); /* owner: exact */
+    size_t room = YQ_CAP - coru__deque_size(&w->yq); /* owner: exact */
     if (n > room + 1) n = room + 1; /* one is returned, the rest pushed */
     if (n > len) n = len;
     for (size_t i = 0; i < n; i++) batch[i] = rt.gq_buf[(rt.gq_head + i) % rt.gq_cap];
@@ -227,6 +249,110 @@ static void stop_spinning(struct coru__worker *w)
     if (atomic_fetch_sub_explicit(&rt.nspinning, 1, memory_order_seq_cst) == 1) notify();
 }
 
+/* A spinner found work of its own (its engine completed something): it
+ * stops spinning without waking the next worker, since what it found is
+ * not more work for others (end_batch already woke one if the batch left
+ * a backlog). The global queue, which plain threads fill and whose S3 may
+ * have relied on this spinner, still gets its searcher. */
+static void stop_spinning_local(struct coru__worker *w)
+{
+    w->spinning = false;
+    if (atomic_fetch_sub_explicit(&rt.nspinning, 1, memory_order_seq_cst) == 1 &&
+        atomic_load_explicit(&rt.gq_len, memory_order_relaxed) != 0)
+        notify();
+}
+
+/* ---------------------------------------------------------------- packing
+ *
+ * A worker that sleeps and wakes for a handful of completions at a time
+ * pays a context switch for each, and when two such workers share a light
+ * load they pay twice and also take the CPU from whatever else runs on
+ * the machine. So a worker woken by its own I/O hands that work to a
+ * lower-numbered worker that is not saturated and has little queued (into
+ * its inbox); the coroutines' next operations then go to that worker's
+ * engine (io_uring: the op is queued where the coroutine runs; epoll: the
+ * registration moves down, io.c), and the giver goes back to sleep with
+ * less and less in flight. Light load packs onto the first workers. Once
+ * one of them is saturated, its batches wake the others (end_batch),
+ * which steal and keep what they stole.
+ *
+ * Work woken by I/O thus stays where it was woken unless its worker is
+ * saturated: a coroutine that computes for long without yielding delays
+ * the ones queued behind it until SATURATED_NS has passed and another
+ * worker is woken by the next batch or spawn.
+ *
+ * Inbox protocol (no lost work): the giver appends under the target's
+ * inbox_lock and then, under idle_lock, wakes the target if it is listed
+ * idle. The target lists itself idle under idle_lock before its I3
+ * re-check, which reads its inbox_n. Either the giver's idle_lock section
+ * comes first, and the target's later re-check sees the entries the giver
+ * appended before it; or the target's comes first and the giver sees it
+ * listed and wakes it. A target unlisted this way is marked `handed` and
+ * not counted as spinning (it has work; a spinner that finds work would
+ * wake yet another worker). */
+static void unlist_self(struct coru__worker *w);
+
+static void inbox_give(struct coru__worker *t, struct coru_co **cos, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i++) cos[i]->next = cos[i + 1];
+    cos[n - 1]->next = NULL;
+    coru__lock(&t->inbox_lock);
+    if (t->inbox_tail)
+        t->inbox_tail->next = cos[0];
+    else
+        t->inbox_head = cos[0];
+    t->inbox_tail = cos[n - 1];
+    atomic_store_explicit(&t->inbox_n, atomic_load_explicit(&t->inbox_n, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+    coru__unlock(&t->inbox_lock);
+    pthread_mutex_lock(&rt.idle_lock);
+    if (t->idle_listed) {
+        unlist_self(t);
+        t->handed = true; /* not counted as spinning: it has work */
+        coru__engine_wake(t->eng); /* under the lock, as in notify() */
+    }
+    pthread_mutex_unlock(&rt.idle_lock);
+}
+
+/* Moves w's inbox to its yield queue (FIFO: they are already late).
+ * Owner only. */
+static void inbox_drain(struct coru__worker *w)
+{
+    if (!atomic_load_explicit(&w->inbox_n, memory_order_relaxed)) return;
+    coru__lock(&w->inbox_lock);
+    struct coru_co *co = w->inbox_head;
+    w->inbox_head = w->inbox_tail = NULL;
+    atomic_store_explicit(&w->inbox_n, 0, memory_order_relaxed);
+    coru__unlock(&w->inbox_lock);
+    bool pushed = false;
+    while (co) {
+        struct coru_co *next = co->next;
+        co->next = NULL;
+        push_local(w, &w->yq, co);
+        pushed = true;
+        co = next;
+    }
+    if (pushed && coru__deque_size(&w->yq) >= 2 && saturated(w, coru__now_ns())) notify();
+}
+
+/* The worker w's woken I/O work should go to: the lowest-numbered worker
+ * below it that is not saturated and has fewer than PACK_MAX queued, or
+ * NULL. A sleeping target is woken (one context switch, which w's own run
+ * would have cost too), so the work converges on the lowest workers. Racy reads: a wrong answer
+ * costs speed, never work. */
+static struct coru__worker *pack_target(struct coru__worker *w)
+{
+    int64_t now = coru__now_ns();
+    for (unsigned i = 0; i < w->id; i++) {
+        struct coru__worker *t = &rt.w[i];
+        if (saturated(t, now)) continue;
+        size_t q = coru__deque_size(&t->yq) + coru__deque_size(&t->dq) +
+                   atomic_load_explicit(&t->inbox_n, memory_order_relaxed);
+        if (q < PACK_MAX) return t;
+    }
+    return NULL;
+}
+
 static void stop_all(void)
 {
     atomic_store_explicit(&rt.stop, true, memory_order_seq_cst); /* read by
@@ -266,8 +392,8 @@ void coru__ready(struct coru_co *co)
     if (w) {
         coru__stat_inc(&w->st.wakeups);
         if (w->wake_fifo) {
-            push_local(w, &w->yq, co);
-            notify();
+            push_local(w, &w->yq, co); /* S1; S2-S3 once per batch: end_batch */
+            w->wake_pending = true;
         } else {
             schedule_next(w, co);
         }
@@ -337,14 +463,34 @@ static struct coru_co *take_local(struct coru__worker *w)
     return coru__deque_grab(&w->yq, &co, 1) ? co : NULL;
 }
 
-/* Fires w's due timers. The coroutines they wake are queued in the FIFO
- * yield queue, not the run-next slot, so those due together run in
- * deadline order. Owner only. */
-static int fire_timers(struct coru__worker *w)
+/* Batches of wake-ups: due timers, I/O completions. The coroutines they
+ * wake go to the FIFO yield queue, not the run-next slot, so timers due
+ * together run in deadline order and completions in arrival order (LIFO
+ * would let each new batch bury the previous one and starve its oldest
+ * entries: the tail latency of a busy server). The notify of the idling
+ * protocol (S2-S3) runs once after the batch, which is enough: it follows
+ * every push (S1) of the batch. Owner only. */
+static void begin_batch(struct coru__worker *w)
 {
     w->wake_fifo = true;
-    int n = coru__theap_fire(&w->timers, coru__now_ns());
+}
+
+static void end_batch(struct coru__worker *w)
+{
     w->wake_fifo = false;
+    if (w->wake_pending) {
+        w->wake_pending = false;
+        size_t q = coru__deque_size(&w->yq);
+        if (q >= 2 && saturated(w, coru__now_ns())) notify();
+    }
+}
+
+/* Fires w's due timers. Owner only. */
+static int fire_timers(struct coru__worker *w)
+{
+    begin_batch(w);
+    int n = coru__theap_fire(&w->timers, coru__now_ns());
+    end_batch(w);
     return n;
 }
 
@@ -363,9 +509,20 @@ static int poll_engine(struct coru__worker *w, bool force)
     } else if (!force && w->tick % (4 * TIMER_INTERVAL) != 0) {
         return 0; /* epoll: every registered fd may have news; poll less often */
     }
+    begin_batch(w);
     int n = coru__engine_wait(e, 0);
+    end_batch(w);
     if (n < 0) CORU_PANIC("engine poll failed: %d", n);
     return n;
+}
+
+/* Whether w's engine may complete something soon: io_uring ops in flight,
+ * or (epoll) any wait at all, since readiness of every registered fd
+ * arrives there. Owner only. */
+static bool io_pending(struct coru__worker *w)
+{
+    struct coru__engine *e = w->eng;
+    return e->kind == CORU__ENGINE_URING ? e->ops_inflight != 0 : true;
 }
 
 /* The fast path shared by the scheduler loop and direct switches: the
@@ -381,6 +538,7 @@ static struct coru_co *next_local(struct coru__worker *w)
     if (w->tick % TIMER_INTERVAL == 0) {
         if (coru__theap_next(&w->timers) != INT64_MAX) fire_timers(w);
         poll_engine(w, false);
+        inbox_drain(w);
     }
     if (w->tick % GQ_POLL_INTERVAL == 0 && (co = gq_take(w))) return co;
     return take_local(w);
@@ -392,12 +550,17 @@ static struct coru_co *steal(struct coru__worker *w)
     unsigned n = rt.n;
     if (n < 2) return NULL;
     unsigned start = rnd(w) % n;
+    int64_t now = coru__now_ns();
     void *buf[DEQUE_CAP / 2];
     for (unsigned i = 0; i < n; i++) {
         struct coru__worker *v = &rt.w[(start + i) % n];
         if (v == w) continue;
         size_t got = coru__deque_grab(&v->dq, buf, DEQUE_CAP / 2);
-        if (!got) got = coru__deque_grab(&v->yq, buf, DEQUE_CAP / 2);
+        /* The FIFO queue holds what I/O, timers and yields woke: its owner
+         * is awake (it pushed) and will run it within microseconds, with
+         * the socket's state still in its cache. Taking it pays off only
+         * from an owner that has had no idle moment for SATURATED_NS. */
+        if (!got && saturated(v, now)) got = coru__deque_grab(&v->yq, buf, DEQUE_CAP / 2);
         if (!got) continue;
         for (size_t k = got - 1; k > 0; k--) push_local(w, &w->dq, buf[k]);
         atomic_store_explicit(&w->st.steals,
@@ -410,12 +573,25 @@ static struct coru_co *steal(struct coru__worker *w)
 
 static bool quiescent(void);
 
-static bool any_work(void)
+/* I3's re-check, for w: 0 no work, 1 work of its own (its inbox; it
+ * runs it without searching further), 2 work elsewhere (it searches, as a
+ * spinner). A packing worker looks only at the global queue and its own
+ * queues: it gave its work away and must not steal it back; other
+ * workers' deques have owners that are awake (they pushed) and run them,
+ * and a backlog there wakes it through notify(). A FIFO queue is only
+ * stolen from a saturated owner (see steal), so only then is it work. */
+static int any_work(struct coru__worker *w)
 {
-    if (atomic_load_explicit(&rt.gq_len, memory_order_relaxed)) return true;
-    for (unsigned i = 0; i < rt.n; i++)
-        if (coru__deque_size(&rt.w[i].dq) || coru__deque_size(&rt.w[i].yq)) return true;
-    return false;
+    if (atomic_load_explicit(&w->inbox_n, memory_order_relaxed)) return 1;
+    if (atomic_load_explicit(&rt.gq_len, memory_order_relaxed)) return 2;
+    if (w->packing) return 0;
+    int64_t now = coru__now_ns();
+    for (unsigned i = 0; i < rt.n; i++) {
+        struct coru__worker *v = &rt.w[i];
+        if (coru__deque_size(&v->dq)) return 2;
+        if (coru__deque_size(&v->yq) && (v == w || saturated(v, now))) return 2;
+    }
+    return 0;
 }
 
 /* Removes w from the idle list. Caller holds idle_lock; w is listed. */
@@ -457,20 +633,26 @@ static void go_idle(struct coru__worker *w)
         atomic_fetch_sub_explicit(&rt.nspinning, 1, memory_order_seq_cst); /* I2 */
     }
     atomic_thread_fence(memory_order_seq_cst); /* I3: pairs with S2 in notify */
-    bool work = any_work();
+    int work = any_work(w);
     if (!work && quiescent()) stop_all(); /* the last coroutine finished */
     if (work || atomic_load_explicit(&rt.stop, memory_order_seq_cst)) {
         pthread_mutex_lock(&rt.idle_lock);
-        bool listed = w->idle_listed;
+        bool listed = w->idle_listed, handed = w->handed;
+        w->handed = false;
         if (listed) unlist_self(w);
         pthread_mutex_unlock(&rt.idle_lock);
-        /* Unlisted by ourselves: count ourselves as spinning. Unlisted by
-         * a notify: it already counted us (its wake-up stays pending in
-         * our engine and only shortens our next sleep). */
-        if (listed) atomic_fetch_add_explicit(&rt.nspinning, 1, memory_order_seq_cst);
-        w->spinning = true;
+        /* Unlisted by ourselves: we spin (counted now) if the work is
+         * elsewhere, and just run it if it is our own inbox. Unlisted by a
+         * notify: it already counted us (its wake-up stays pending in our
+         * engine and only shortens our next sleep). Unlisted by
+         * inbox_give: not counted, and not spinning (work is in our inbox). */
+        bool spin = listed ? work == 2 : !handed;
+        if (listed && spin) atomic_fetch_add_explicit(&rt.nspinning, 1, memory_order_seq_cst);
+        w->spinning = spin;
+        atomic_store_explicit(&w->idle_at, coru__now_ns(), memory_order_relaxed);
         return;
     }
+    atomic_store_explicit(&w->idle_at, INT64_MAX, memory_order_relaxed); /* asleep: not saturated */
     for (;;) {
         /* I4: sleep until woken, or until our nearest timer. Only this
          * worker arms timers on its heap, so the deadline cannot move
@@ -481,23 +663,55 @@ static void go_idle(struct coru__worker *w)
             if (timeout < 0) timeout = 0;
         }
         coru__stat_inc(&w->st.sleeps);
+        begin_batch(w);
         int rc = coru__engine_wait(w->eng, timeout);
         if (rc < 0) CORU_PANIC("engine wait failed: %d", rc);
         coru__io_drain_cancels(w->eng);
-        int fired = rc + (next != INT64_MAX ? fire_timers(w) : 0); /* I/O or timers made work */
+        /* I/O or timers made work */
+        int fired = rc + (next != INT64_MAX ? coru__theap_fire(&w->timers, coru__now_ns()) : 0);
+        w->wake_fifo = false;
+        bool owed = w->wake_pending; /* the batch's S2-S3, done below */
+        w->wake_pending = false;
         pthread_mutex_lock(&rt.idle_lock);
-        bool listed = w->idle_listed;
+        bool listed = w->idle_listed, handed = w->handed;
+        w->handed = false;
         if (listed && fired) {
-            unlist_self(w); /* our own timers made work */
+            unlist_self(w); /* our own timers or I/O made work */
         }
         pthread_mutex_unlock(&rt.idle_lock);
+        if (!listed || fired) atomic_store_explicit(&w->idle_at, coru__now_ns(), memory_order_relaxed);
+        if (handed) { /* unlisted by inbox_give: its work is in our inbox */
+            w->packing = false;
+            return;
+        }
         if (!listed) {
-            w->spinning = true; /* counted by the notify that unlisted us */
+            w->spinning = true; /* counted by the notify that unlisted us;
+                                   finding work, we hand the search on */
+            w->packing = false;
             return;
         }
         if (fired) {
-            w->spinning = true;
-            atomic_fetch_add_explicit(&rt.nspinning, 1, memory_order_seq_cst);
+            /* Woken by our own completions: we run them, not as a spinner
+             * (a spinner that finds work wakes the next worker: for a
+             * server whose each worker wakes for its own sockets that
+             * would be a wake-up chain per request), or pack them onto a
+             * lower worker. Another worker is woken only if the batch
+             * left a backlog. */
+            struct coru__worker *t = pack_target(w);
+            if (t && coru__deque_size(&w->yq)) {
+                void *buf[DEQUE_CAP];
+                size_t n;
+                while ((n = coru__deque_grab(&w->yq, buf, DEQUE_CAP))) {
+                    inbox_give(t, (struct coru_co **)buf, n);
+                    atomic_store_explicit(&w->st.handoffs,
+                                          atomic_load_explicit(&w->st.handoffs, memory_order_relaxed) + n,
+                                          memory_order_relaxed);
+                }
+                w->packing = true;
+                return;
+            }
+            w->packing = false;
+            if (owed && coru__deque_size(&w->yq) >= 2 && saturated(w, coru__now_ns())) notify();
             return;
         }
         /* Still listed: a stale wake-up, or a timer another worker's
@@ -510,9 +724,16 @@ static struct coru_co *find_work(struct coru__worker *w)
 {
     for (;;) {
         struct coru_co *co;
+        inbox_drain(w);
         if ((co = next_local(w))) goto found;
         if ((co = gq_take(w))) goto found;
         if (atomic_load_explicit(&rt.stop, memory_order_relaxed)) return NULL;
+        atomic_store_explicit(&w->idle_at, coru__now_ns(), memory_order_relaxed);
+        if (w->packing) { /* gave its work away: sleep until more comes */
+            if (fire_timers(w)) continue;
+            go_idle(w);
+            continue;
+        }
 
         if (!w->spinning) {
             unsigned spin = atomic_load_explicit(&rt.nspinning, memory_order_relaxed);
@@ -522,10 +743,22 @@ static struct coru_co *find_work(struct coru__worker *w)
                 atomic_fetch_add_explicit(&rt.nspinning, 1, memory_order_seq_cst);
             }
         }
-        if (w->spinning) {
+        /* The spin: a spinning worker looks for others' work; any worker
+         * with I/O in flight on its own engine polls it, since a
+         * completion due within microseconds is far cheaper to catch here
+         * than by sleeping in the kernel and being woken (a server whose
+         * load arrives every few microseconds would otherwise pay a
+         * context switch per request). */
+        bool io = io_pending(w), polled = false;
+        if (w->spinning || io) {
             int64_t until = coru__now_ns() + SPIN_NS;
             do {
-                if ((co = steal(w)) || (co = gq_take(w))) goto found;
+                if (w->spinning && ((co = steal(w)) || (co = gq_take(w)))) goto found;
+                if (io && poll_engine(w, true)) {
+                    if (w->spinning) stop_spinning_local(w);
+                    polled = true;
+                    break;
+                }
                 for (int i = 0; i < 32; i++) {
 #if defined(__x86_64__)
                     __builtin_ia32_pause();
@@ -535,11 +768,13 @@ static struct coru_co *find_work(struct coru__worker *w)
                 }
             } while (coru__now_ns() < until && !atomic_load_explicit(&rt.stop, memory_order_relaxed));
         }
+        if (polled) continue; /* run what the engine completed */
         if (fire_timers(w)) continue;
         if (poll_engine(w, true)) continue;
         go_idle(w);
         continue;
     found:
+        w->packing = false;
         if (w->spinning) stop_spinning(w);
         return co;
     }
@@ -770,12 +1005,14 @@ static void snapshot_stats(struct coru_stats *s)
         o->parks = atomic_load_explicit(&w->st.parks, memory_order_relaxed);
         o->wakeups = atomic_load_explicit(&w->st.wakeups, memory_order_relaxed);
         o->sleeps = atomic_load_explicit(&w->st.sleeps, memory_order_relaxed);
+        o->handoffs = atomic_load_explicit(&w->st.handoffs, memory_order_relaxed);
         s->total.switches += o->switches;
         s->total.spawns += o->spawns;
         s->total.steals += o->steals;
         s->total.parks += o->parks;
         s->total.wakeups += o->wakeups;
         s->total.sleeps += o->sleeps;
+        s->total.handoffs += o->handoffs;
     }
 }
 
@@ -819,11 +1056,14 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
     memset(ws, 0, sizeof *ws * n);
     for (unsigned i = 0; i < n; i++) {
         ws[i].id = i;
+        coru__lock_init(&ws[i].inbox_lock);
+        atomic_init(&ws[i].idle_at, coru__now_ns());
+        atomic_init(&ws[i].inbox_n, 0);
         ws[i].rng = 0x9e3779b9u * (i + 1) ^ (uint32_t)coru__now_ns();
         if (!ws[i].rng) ws[i].rng = 1;
         coru__stack_pool_init(&ws[i].pool);
         coru__theap_init(&ws[i].timers);
-        if (coru__deque_init(&ws[i].dq, DEQUE_CAP) || coru__deque_init(&ws[i].yq, DEQUE_CAP)) {
+        if (coru__deque_init(&ws[i].dq, DEQUE_CAP) || coru__deque_init(&ws[i].yq, YQ_CAP)) {
             for (unsigned k = 0; k <= i; k++) {
                 coru__deque_fini(&ws[k].dq);
                 coru__deque_fini(&ws[k].yq);

@@ -66,7 +66,9 @@ struct coru_co {
     _Atomic int pstate;         /* parking protocol, see above */
     _Atomic int refs;           /* 1 for the running coroutine + 1 per handle */
     struct coru_co *next;       /* link in a free-struct cache or the depot
-                                   (coro.c); owner: that list's owner */
+                                   (coro.c), or, while runnable, in a
+                                   worker's inbox (sched.c); owner: that
+                                   list's owner */
     struct coru__lock wait_lock; /* guards waiting, and joins/cancels */
     struct coru__waiter *waiting; /* the wait coru_cancel can end; wait_lock */
     _Atomic bool cancelled;     /* sticky; set under wait_lock */
@@ -95,8 +97,21 @@ struct coru__worker {
     int64_t last_trim;           /* when go_idle last trimmed the stack depot */
     uint32_t rng;
     bool spinning;               /* counted in rt.nspinning */
-    bool wake_fifo;              /* coru__ready queues FIFO (timer batches) */
+    bool wake_fifo;              /* coru__ready queues FIFO, notify deferred
+                                    (timer and I/O completion batches) */
+    bool wake_pending;           /* a deferred notify is owed */
+    bool packing;                /* handed its I/O work to a lower worker:
+                                    neither steals nor spins until it finds
+                                    work of its own or is notified */
+    _Atomic int64_t idle_at;     /* when it last ran out of local work;
+                                    owner writes, anyone reads (a hint) */
+    struct coru__lock inbox_lock;/* guards inbox_head/tail */
+    struct coru_co *inbox_head, *inbox_tail; /* coroutines handed to this
+                                    worker by packing (linked by next) */
+    _Atomic unsigned inbox_n;    /* their number: written under inbox_lock,
+                                    read anywhere as a hint */
     bool idle_listed;            /* guarded by rt.idle_lock */
+    bool handed;                 /* unlisted by inbox_give; rt.idle_lock */
     struct coru__worker *idle_next; /* guarded by rt.idle_lock */
     pthread_t thread;
     struct coru_co *co_cache;    /* recycled coroutine structs, owner only */
@@ -104,7 +119,7 @@ struct coru__worker {
     _Atomic uint64_t spawned, finished; /* termination count: written by the
                                            owner, summed by idle workers */
     struct {
-        _Atomic uint64_t switches, spawns, steals, parks, wakeups, sleeps;
+        _Atomic uint64_t switches, spawns, steals, parks, wakeups, sleeps, handoffs;
     } st;                        /* written by the owner only, read by anyone */
 } CORU_ALIGNED_CL;
 
