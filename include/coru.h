@@ -430,6 +430,20 @@ CORU_API ssize_t coru_pread(int fd, void *buf, size_t n, int64_t off);
 CORU_API ssize_t coru_pwrite(int fd, const void *buf, size_t n, int64_t off);
 /* fsync(2): 0 or -errno. */
 CORU_API int coru_fsync(int fd);
+/* The same with a deadline (absolute, coru_now() clock; CORU_NEVER for
+ * none). Disk I/O cannot always be stopped once started, and the buffer
+ * is the caller's, so a deadline ends a call early only where that is
+ * safe: a deadline already past returns -ETIMEDOUT without starting the
+ * call; on io_uring, one that passes mid-call cancels the operation if
+ * the kernel still can (-ETIMEDOUT) and otherwise returns its result; on
+ * epoll, one that passes while the call waits for a blocking-pool thread
+ * returns -ETIMEDOUT, and a call a thread has started runs to the end.
+ * coru_cancel acts the same way with -ECANCELED. In a plain thread the
+ * call runs directly (a past deadline still returns -ETIMEDOUT). */
+CORU_API int coru_file_open_dl(const char *path, int flags, unsigned mode, int64_t deadline);
+CORU_API ssize_t coru_pread_dl(int fd, void *buf, size_t n, int64_t off, int64_t deadline);
+CORU_API ssize_t coru_pwrite_dl(int fd, const void *buf, size_t n, int64_t off, int64_t deadline);
+CORU_API int coru_fsync_dl(int fd, int64_t deadline);
 
 /* shutdown(2): how is SHUT_RD, SHUT_WR or SHUT_RDWR. Returns 0 or -errno. */
 CORU_API int coru_shutdown(int fd, int how);
@@ -462,6 +476,15 @@ struct addrinfo;
  * helper thread exists and none could be started; fn did not run),
  * -ECANCELED (see above), -EPERM (in a generator body). */
 CORU_API int coru_blocking(void *(*fn)(void *arg), void *arg, void **result);
+
+/* coru_blocking with a deadline (absolute, coru_now() clock; CORU_NEVER
+ * for none) that, like coru_cancel, can only stop fn from starting: while
+ * the job waits in the pool's queue (every helper thread busy), the
+ * deadline makes it return -ETIMEDOUT and a cancel -ECANCELED, and fn
+ * never runs. Once a helper thread has taken the job, fn runs to the end
+ * and the call returns 0 with its result, however late. A deadline
+ * already past returns -ETIMEDOUT at once. Otherwise as coru_blocking. */
+CORU_API int coru_blocking_dl(void *(*fn)(void *arg), void *arg, void **result, int64_t deadline);
 
 /* getaddrinfo(3), run through coru_blocking. Returns 0 and the list in
  * *res (free it with freeaddrinfo), or a negative errno (*res is then

@@ -2,7 +2,8 @@
  * for other coroutines, returns each caller its own result under 200
  * concurrent calls, respects the thread cap, survives across runs, calls
  * fn directly on plain threads, refuses NULL fn and generator bodies, and
- * is not cancellable (the cancel lands at the next blocking call);
+ * is not cancellable (the cancel lands at the next blocking call), while
+ * coru_blocking_dl drops a job still queued at its deadline or cancel;
  * coru_getaddrinfo resolves localhost offline and maps EAI_* codes.
  * Runtime behaviours run on both engines. */
 #include <arpa/inet.h>
@@ -351,4 +352,79 @@ Test(blocking, getaddrinfo_works_from_a_plain_thread, .timeout = 60)
 {
     check_localhost();
     check_failures();
+}
+
+/* ------------------------------------------------------------ deadlines */
+
+/* With the pool capped at 2 threads and both held by gate jobs, a
+ * coru_blocking_dl job waits in the queue: its deadline returns
+ * -ETIMEDOUT and a cancel -ECANCELED, and fn never runs. A job a thread
+ * has started runs to the end whatever its deadline. */
+static _Atomic int gate_open, gate_in;
+
+static void *gate_job(void *arg)
+{
+    atomic_fetch_add(&gate_in, 1);
+    while (!atomic_load(&gate_open)) usleep(1000);
+    return arg;
+}
+
+static void *gate_holder(void *arg)
+{
+    void *res = NULL;
+    cr_assert_eq(coru_blocking(gate_job, arg, &res), 0);
+    cr_assert_eq(res, arg);
+    return NULL;
+}
+
+static void *slow_job(void *arg)
+{
+    usleep(100 * 1000);
+    atomic_fetch_add(&ran, 1);
+    return arg;
+}
+
+static void *queued_for_ever(void *arg)
+{
+    return (void *)(intptr_t)coru_blocking_dl(count_run, arg, NULL, CORU_NEVER);
+}
+
+static void *dl_body(void *arg)
+{
+    (void)arg;
+    coru_t *h[2];
+    for (int i = 0; i < 2; i++) cr_assert_eq(coru_spawn(&h[i], gate_holder, &h[i], NULL), 0);
+    while (atomic_load(&gate_in) < 2) coru_sleep(MS);
+
+    int64_t t0 = coru_now();
+    cr_assert_eq(coru_blocking_dl(count_run, NULL, NULL, t0 + 50 * MS), -ETIMEDOUT);
+    cr_assert_geq(coru_now() - t0, 50 * MS);
+    cr_assert_eq(coru_blocking_dl(count_run, NULL, NULL, coru_now() - 1), -ETIMEDOUT, "a past deadline");
+
+    coru_t *q;
+    cr_assert_eq(coru_spawn(&q, queued_for_ever, NULL, NULL), 0);
+    coru_sleep(20 * MS);
+    cr_assert_eq(coru_cancel(q), 0);
+    void *qrc;
+    cr_assert_eq(coru_join(q, &qrc), 0);
+    cr_assert_eq((int)(intptr_t)qrc, -ECANCELED);
+    cr_assert_eq(atomic_load(&ran), 0, "no dropped job ran");
+
+    atomic_store(&gate_open, 1);
+    for (int i = 0; i < 2; i++) cr_assert_eq(coru_join(h[i], NULL), 0);
+
+    /* Started before its deadline passed: it finishes and reports. */
+    void *res = NULL;
+    t0 = coru_now();
+    cr_assert_eq(coru_blocking_dl(slow_job, &res, &res, t0 + 20 * MS), 0);
+    cr_assert_eq(res, &res);
+    cr_assert_geq(coru_now() - t0, 100 * MS);
+    cr_assert_eq(atomic_load(&ran), 1);
+    return NULL;
+}
+
+Test(blocking, deadline_or_cancel_drops_a_queued_job_but_a_started_one_finishes, .timeout = 30)
+{
+    cr_assert_eq(setenv("CORU_BLOCKING_THREADS", "2", 1), 0);
+    cr_assert_eq(run_on(CORU_IO_AUTO, 2, dl_body, NULL), 0);
 }

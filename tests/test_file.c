@@ -1,6 +1,6 @@
 /* test_file: files through the engines (io_uring: async file I/O; epoll:
  * the blocking pool; plain threads: direct calls): data written comes
- * back byte for byte, and the error codes. */
+ * back byte for byte, the error codes, and the deadline variants. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -93,4 +93,83 @@ static void *errors(void *arg)
 Test(file, errors_come_back_as_negative_errno, .timeout = 30)
 {
     FOR_EACH_ENGINE(io) cr_assert_eq(run_on(io, 2, errors, NULL), 0);
+}
+
+/* ------------------------------------------------------------ deadlines */
+
+static void *deadlines(void *arg)
+{
+    struct file_run *r = arg;
+    int64_t far = coru_now() + 10 * 1000 * 1000 * 1000LL;
+    int fd = coru_file_open_dl(r->path, O_RDWR | O_CREAT | O_TRUNC, 0600, far);
+    cr_assert_geq(fd, 0, "open_dl: %d", fd);
+    cr_assert_eq(coru_pwrite_dl(fd, r->data, CHUNK, 0, far), CHUNK);
+    cr_assert_eq(coru_fsync_dl(fd, CORU_NEVER), 0);
+    /* A deadline already past: -ETIMEDOUT, and nothing was done. */
+    int64_t past = coru_now() - 1;
+    static const unsigned char junk[16] = {1, 2, 3};
+    cr_assert_eq(coru_pwrite_dl(fd, junk, sizeof junk, 0, past), -ETIMEDOUT);
+    unsigned char *back = malloc(CHUNK);
+    cr_assert_eq(coru_pread_dl(fd, back, 16, 0, past), -ETIMEDOUT);
+    cr_assert_eq(coru_fsync_dl(fd, past), -ETIMEDOUT);
+    cr_assert_eq(coru_file_open_dl(r->path, O_RDONLY, 0, past), -ETIMEDOUT);
+    cr_assert_eq(coru_pread_dl(fd, back, CHUNK, 0, far), CHUNK);
+    cr_assert_eq(memcmp(back, r->data, CHUNK), 0, "the timed-out write changed the file");
+    cr_assert_eq(coru_pread_dl(-1, back, 1, 0, far), -EBADF);
+    free(back);
+    cr_assert_eq(coru_close(fd), 0);
+    return NULL;
+}
+
+Test(file, deadline_variants_work_and_a_past_deadline_does_nothing, .timeout = 60)
+{
+    FOR_EACH_ENGINE(io) {
+        struct file_run *r = new_run();
+        cr_assert_eq(run_on(io, 2, deadlines, r), 0);
+        free_run(r);
+    }
+}
+
+/* epoll: a file call waits for a blocking-pool thread; with the only
+ * thread (CORU_BLOCKING_THREADS=1) held, its deadline ends the wait. */
+static _Atomic int hold_open, hold_in;
+
+static void *hold_job(void *arg)
+{
+    atomic_store(&hold_in, 1);
+    while (!atomic_load(&hold_open)) usleep(1000);
+    return arg;
+}
+
+static void *holder(void *arg)
+{
+    cr_assert_eq(coru_blocking(hold_job, arg, NULL), 0);
+    return NULL;
+}
+
+static void *pool_busy(void *arg)
+{
+    struct file_run *r = arg;
+    int fd = coru_file_open(r->path, O_RDONLY, 0);
+    cr_assert_geq(fd, 0);
+    coru_t *h;
+    cr_assert_eq(coru_spawn(&h, holder, NULL, NULL), 0);
+    while (!atomic_load(&hold_in)) coru_sleep(1000 * 1000);
+    unsigned char b[64];
+    int64_t t0 = coru_now();
+    cr_assert_eq(coru_pread_dl(fd, b, sizeof b, 0, t0 + 30 * 1000 * 1000), -ETIMEDOUT);
+    cr_assert_geq(coru_now() - t0, 30 * 1000 * 1000);
+    atomic_store(&hold_open, 1);
+    cr_assert_eq(coru_join(h, NULL), 0);
+    cr_assert_eq(coru_pread_dl(fd, b, sizeof b, 0, CORU_NEVER), 0, "an empty file");
+    cr_assert_eq(coru_close(fd), 0);
+    return NULL;
+}
+
+Test(file, on_epoll_a_deadline_ends_the_wait_for_a_pool_thread, .timeout = 60)
+{
+    cr_assert_eq(setenv("CORU_BLOCKING_THREADS", "1", 1), 0);
+    struct file_run *r = new_run();
+    cr_assert_eq(run_on(CORU_IO_EPOLL, 2, pool_busy, r), 0);
+    free_run(r);
 }

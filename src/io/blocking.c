@@ -6,11 +6,18 @@
  *   - One process-wide pool; it outlives coru_run (a job holds no pointer
  *     into the runtime other than its waiter's coroutine, which cannot
  *     finish while parked), so a later run reuses its threads.
- *   - A job lives on the caller's stack. The caller parks with
- *     coru__waiter_block_uncancellable, so nothing but the pool thread
- *     that popped the job can wake it: the stack (and fn's arguments on
- *     it) stay valid until that thread's coru__waiter_wake, after which
- *     the thread touches neither the job nor the waiter.
+ *   - A job lives on the caller's stack. The pool thread that pops a job
+ *     claims its waiter right then, under pool.mu (waiter.h protocol: the
+ *     queue is the job's wait queue and pool.mu its lock). Claimed, the
+ *     waiter can be woken by nobody else, so the stack (and fn's
+ *     arguments on it) stay valid until that thread's coru__waiter_wake,
+ *     after which the thread touches neither the job nor the waiter.
+ *   - coru_blocking parks without timer or cancellation, so that claim
+ *     always succeeds. coru_blocking_dl parks with both: if the deadline
+ *     or a cancel claims the waiter first, fn never runs; a thread that
+ *     pops such a job loses the claim and drops it without touching it
+ *     again, and the caller, before returning, takes pool.mu and unlinks
+ *     the job if it is still queued (step 4 of the protocol).
  *   - Threads start lazily, one per job that finds no idle thread, up to
  *     `max` (64, or CORU_BLOCKING_THREADS in 1..1024). An idle thread
  *     exits after IDLE_NS without a job. Threads are detached: nothing
@@ -111,17 +118,14 @@ static void pool_init(void)
     pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
-/* Runs one job: the caller's fn, then its wake. The job and the waiter
- * are dead to this thread once coru__waiter_wake is called. */
+/* Runs one job whose waiter this thread claimed: the caller's fn, then
+ * its wake. The job and the waiter are dead to this thread once
+ * coru__waiter_wake is called. */
 static void run_job(struct job *j)
 {
     struct coru__waiter *w = j->w;
     j->result = j->fn(j->arg);
-    /* Nobody else can find w (no queue, timer or cancel slot holds it),
-     * so the claim cannot fail; it keeps the waiter protocol uniform.
-     * acq_rel (inside): orders the result write before the wake. */
-    if (!coru__waiter_claim(w)) CORU_PANIC("blocking job's waiter claimed twice");
-    coru__waiter_wake(w, 0, 0);
+    coru__waiter_wake(w, 0, 0); /* its release orders the result write */
 }
 
 static void deadline_in(struct timespec *ts, int64_t ns)
@@ -163,8 +167,11 @@ static void *pool_thread(void *unused)
         struct job *j = pool.head;
         pool.head = j->next;
         if (!pool.head) pool.tail = NULL;
+        /* Claim under pool.mu: a caller whose deadline or cancel won
+         * instead waits for this lock before its stack goes away. */
+        bool mine = coru__waiter_claim(j->w);
         pthread_mutex_unlock(&pool.mu);
-        run_job(j);
+        if (mine) run_job(j);
         pthread_mutex_lock(&pool.mu);
     }
 }
@@ -215,10 +222,26 @@ static int submit(struct job *j)
     return rc;
 }
 
-int coru_blocking(void *(*fn)(void *arg), void *arg, void **result)
+/* Removes j from the queue if it is still there. pool.mu held. */
+static void unlink_job(struct job *j)
+{
+    struct job *prev = NULL;
+    for (struct job *q = pool.head; q; prev = q, q = q->next) {
+        if (q != j) continue;
+        if (prev)
+            prev->next = j->next;
+        else
+            pool.head = j->next;
+        if (pool.tail == j) pool.tail = prev;
+        return;
+    }
+}
+
+static int run_blocking(void *(*fn)(void *arg), void *arg, void **result, int64_t deadline, bool dl)
 {
     if (!fn) return -EINVAL;
     if (coru__gen_depth > 0) return -EPERM;
+    if (dl && deadline >= 0 && deadline <= coru__now_ns()) return -ETIMEDOUT;
     if (!coru__co_self()) { /* a plain thread may block itself */
         void *r = fn(arg);
         if (result) *result = r;
@@ -233,12 +256,34 @@ int coru_blocking(void *(*fn)(void *arg), void *arg, void **result)
         coru__waiter_abort(&w);
         return rc;
     }
-    /* No timer, no cancel registration: j is in use by a pool thread
-     * until it wakes us. */
-    rc = coru__waiter_block_uncancellable(&w);
-    if (rc) CORU_PANIC("blocking job woke its caller with %d", rc);
+    if (!dl) {
+        /* No timer, no cancel registration: the pool thread that takes
+         * j wakes us when fn has returned. */
+        rc = coru__waiter_block_uncancellable(&w);
+        if (rc) CORU_PANIC("blocking job woke its caller with %d", rc);
+    } else {
+        rc = coru__waiter_block(&w, deadline);
+        if (rc) {
+            /* The deadline or a cancel claimed the wait: no thread runs
+             * j. Step 4: once we hold pool.mu no thread holds j either. */
+            pthread_mutex_lock(&pool.mu);
+            unlink_job(&j);
+            pthread_mutex_unlock(&pool.mu);
+            return rc;
+        }
+    }
     if (result) *result = j.result;
     return 0;
+}
+
+int coru_blocking(void *(*fn)(void *arg), void *arg, void **result)
+{
+    return run_blocking(fn, arg, result, CORU_NEVER, false);
+}
+
+int coru_blocking_dl(void *(*fn)(void *arg), void *arg, void **result, int64_t deadline)
+{
+    return run_blocking(fn, arg, result, deadline, true);
 }
 
 /* ---------------------------------------------------------- getaddrinfo */

@@ -1,7 +1,8 @@
 /* Files: with io_uring, real asynchronous open, pread, pwrite and fsync
- * on the worker's ring; with epoll (regular files are never "ready"),
- * the same system calls in the blocking pool; in a plain thread, the
- * system calls themselves. */
+ * on the worker's ring (deadlines as linked timeouts); with epoll
+ * (regular files are never "ready"), the same system calls in the
+ * blocking pool (a deadline only while the call waits for a thread); in
+ * a plain thread, the system calls themselves. */
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -65,13 +66,14 @@ static void *sys_fop(void *ctx)
     return NULL;
 }
 
-static long run_fop(struct fop *f)
+static long run_fop(struct fop *f, int64_t deadline)
 {
     if (coru__gen_depth > 0) return -EPERM;
+    if (deadline >= 0 && deadline <= coru__now_ns()) return -ETIMEDOUT;
     struct coru__engine *e = coru__io_engine();
-    if (e && e->kind == CORU__ENGINE_URING) return coru__io_uring_op(e, prep_fop, f, CORU_NEVER);
+    if (e && e->kind == CORU__ENGINE_URING) return coru__io_uring_op(e, prep_fop, f, deadline);
     if (e) {
-        int rc = coru_blocking(sys_fop, f, NULL);
+        int rc = coru_blocking_dl(sys_fop, f, NULL, deadline);
         return rc ? rc : f->res;
     }
     sys_fop(f);
@@ -83,34 +85,54 @@ static size_t clamp(size_t n)
     return n > 0x7ffff000 ? 0x7ffff000 : n;
 }
 
-int coru_file_open(const char *path, int flags, unsigned mode)
+int coru_file_open_dl(const char *path, int flags, unsigned mode, int64_t deadline)
 {
     if (!path) return -EINVAL;
     struct fop f = {.kind = F_OPEN, .path = path, .flags = flags | O_CLOEXEC, .mode = mode};
-    long fd = run_fop(&f);
+    long fd = run_fop(&f, deadline);
     if (fd >= 0) coru__io_forget_fd((int)fd); /* a reused number: drop stale state */
     return (int)fd;
 }
 
-ssize_t coru_pread(int fd, void *buf, size_t n, int64_t off)
+ssize_t coru_pread_dl(int fd, void *buf, size_t n, int64_t off, int64_t deadline)
 {
     if (fd < 0) return -EBADF;
     if ((!buf && n) || off < 0) return -EINVAL;
     struct fop f = {.kind = F_PREAD, .fd = fd, .buf = buf, .n = clamp(n), .off = off};
-    return run_fop(&f);
+    return run_fop(&f, deadline);
 }
 
-ssize_t coru_pwrite(int fd, const void *buf, size_t n, int64_t off)
+ssize_t coru_pwrite_dl(int fd, const void *buf, size_t n, int64_t off, int64_t deadline)
 {
     if (fd < 0) return -EBADF;
     if ((!buf && n) || off < 0) return -EINVAL;
     struct fop f = {.kind = F_PWRITE, .fd = fd, .buf = (void *)buf, .n = clamp(n), .off = off};
-    return run_fop(&f);
+    return run_fop(&f, deadline);
+}
+
+int coru_fsync_dl(int fd, int64_t deadline)
+{
+    if (fd < 0) return -EBADF;
+    struct fop f = {.kind = F_FSYNC, .fd = fd};
+    return (int)run_fop(&f, deadline);
+}
+
+int coru_file_open(const char *path, int flags, unsigned mode)
+{
+    return coru_file_open_dl(path, flags, mode, CORU_NEVER);
+}
+
+ssize_t coru_pread(int fd, void *buf, size_t n, int64_t off)
+{
+    return coru_pread_dl(fd, buf, n, off, CORU_NEVER);
+}
+
+ssize_t coru_pwrite(int fd, const void *buf, size_t n, int64_t off)
+{
+    return coru_pwrite_dl(fd, buf, n, off, CORU_NEVER);
 }
 
 int coru_fsync(int fd)
 {
-    if (fd < 0) return -EBADF;
-    struct fop f = {.kind = F_FSYNC, .fd = fd};
-    return (int)run_fop(&f);
+    return coru_fsync_dl(fd, CORU_NEVER);
 }
