@@ -381,7 +381,13 @@ CORU_API int coru_local_port(int fd);
 /* Accepts one connection; returns its fd (TCP_NODELAY is not set; see
  * coru_tcp_nodelay). May park. peer/peerlen may be NULL. Errors: the
  * accept errors (-EMFILE when out of fds: back off and retry, the
- * listener stays usable), -EBADF, -EINVAL, -ETIMEDOUT, -ECANCELED. */
+ * listener stays usable), -EBADF, -EINVAL, -ETIMEDOUT, -ECANCELED.
+ * On io_uring with multishot accept (Linux 5.19+; CORU_NO_MULTISHOT=1 in
+ * the environment turns it off), the first accept on a listener arms one
+ * kernel accept that takes every connection as it arrives, up to 64
+ * ahead of the accept calls; those wait, already accepted, for the next
+ * call, and coru_close of the listener closes them. Such an accept
+ * allocates fds under the RLIMIT_NOFILE in force when it was armed. */
 CORU_API int coru_tcp_accept(int lfd, struct sockaddr *peer, unsigned *peerlen);
 CORU_API int coru_tcp_accept_dl(int lfd, struct sockaddr *peer, unsigned *peerlen, int64_t deadline);
 

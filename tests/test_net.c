@@ -3,7 +3,9 @@
  * codes (refused, bad host, bad flags, bad fd, reset peer without
  * SIGPIPE), EOF after a half close, deadlines and "try once", cancelling
  * parked reads and accepts, plain-thread clients, an fd used across two
- * runs, UDP and vectored I/O. Load and fault tests: test_net_load.c. */
+ * runs, UDP and vectored I/O, several acceptors on one listener and what
+ * its close does to them and to connections nobody accepted. Load and
+ * fault tests: test_net_load.c. */
 #include "net_helpers.h"
 /* ------------------------------------------------------------ listen, port 0 */
 
@@ -788,3 +790,123 @@ Test(net, writev_and_readv_move_the_bytes_in_order, .timeout = 30)
     FOR_EACH_ENGINE(io) cr_assert_eq(net_run(io, vec_main, NULL), 0);
 }
 
+
+/* ------------------------------------------------------------ shared listener, close */
+
+/* Four acceptors on one listener (on io_uring, one multishot accept feeds
+ * them all): 100 clients are each accepted exactly once, with the right
+ * peer address; closing the listener wakes the idle acceptors with
+ * -EBADF. Then connections that arrived with nobody accepting (on
+ * io_uring already accepted ahead, on epoll in the backlog) are not left
+ * hanging when the listener is closed: their clients see EOF or a reset. */
+enum { SH_CLIENTS = 100, SH_ACCEPTORS = 4 };
+
+struct shared {
+    int lfd;
+    uint16_t port;
+    _Atomic int accepted, ebadf, other;
+    _Atomic int seen[SH_CLIENTS];      /* accepts per client id */
+    _Atomic int peer_port[SH_CLIENTS]; /* as the acceptor saw it */
+    int local_port[SH_CLIENTS];        /* as the client saw it */
+};
+
+static struct shared *sh;
+
+static void *sh_acceptor(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct sockaddr_in peer;
+        unsigned len = sizeof peer;
+        int fd = coru_tcp_accept_dl(sh->lfd, (struct sockaddr *)&peer, &len, coru_now() + 20 * SEC);
+        if (fd == -EBADF) {
+            atomic_fetch_add(&sh->ebadf, 1);
+            return NULL;
+        }
+        if (fd < 0) {
+            atomic_fetch_add(&sh->other, 1);
+            return NULL;
+        }
+        atomic_fetch_add(&sh->accepted, 1);
+        uint32_t id;
+        if (coru_read_full(fd, &id, sizeof id, coru_now() + 10 * SEC) == sizeof id && id < SH_CLIENTS) {
+            atomic_fetch_add(&sh->seen[id], 1);
+            if (len == sizeof peer && peer.sin_family == AF_INET)
+                atomic_store(&sh->peer_port[id], ntohs(peer.sin_port));
+            coru_write_all(fd, &id, sizeof id, coru_now() + 10 * SEC);
+        }
+        coru_close(fd);
+    }
+}
+
+static void *sh_client(void *arg)
+{
+    uint32_t id = (uint32_t)(uintptr_t)arg;
+    int fd = coru_tcp_connect("127.0.0.1", sh->port, coru_now() + 10 * SEC);
+    cr_assert_geq(fd, 0, "connect: %s", strerror(-fd));
+    sh->local_port[id] = coru_local_port(fd);
+    uint32_t back = ~id;
+    cr_assert_eq(coru_write_all(fd, &id, sizeof id, coru_now() + 10 * SEC), (ssize_t)sizeof id);
+    cr_assert_eq(coru_read_full(fd, &back, sizeof back, coru_now() + 10 * SEC), (ssize_t)sizeof back);
+    cr_assert_eq(back, id);
+    coru_close(fd);
+    return NULL;
+}
+
+static void *shared_main(void *arg)
+{
+    (void)arg;
+    sh->lfd = coru_tcp_listen("127.0.0.1", 0, 0, 0);
+    cr_assert_geq(sh->lfd, 0);
+    sh->port = (uint16_t)coru_local_port(sh->lfd);
+    coru_t *a[SH_ACCEPTORS], *c[SH_CLIENTS];
+    for (int i = 0; i < SH_ACCEPTORS; i++) cr_assert_eq(coru_spawn(&a[i], sh_acceptor, NULL, NULL), 0);
+    for (int i = 0; i < SH_CLIENTS; i++) cr_assert_eq(coru_spawn(&c[i], sh_client, (void *)(uintptr_t)i, NULL), 0);
+    for (int i = 0; i < SH_CLIENTS; i++) cr_assert_eq(coru_join(c[i], NULL), 0);
+    coru_sleep(20 * MS); /* the acceptors park again */
+    cr_assert_eq(coru_close(sh->lfd), 0);
+    for (int i = 0; i < SH_ACCEPTORS; i++) cr_assert_eq(coru_join(a[i], NULL), 0);
+
+    /* Connections nobody accepts, then the listener goes. */
+    int lfd = coru_tcp_listen("127.0.0.1", 0, 0, 0);
+    cr_assert_geq(lfd, 0);
+    uint16_t port = (uint16_t)coru_local_port(lfd);
+    int first = coru_tcp_connect("127.0.0.1", port, coru_now() + 10 * SEC);
+    cr_assert_geq(first, 0);
+    int s = coru_tcp_accept_dl(lfd, NULL, NULL, coru_now() + 10 * SEC); /* arms the multishot */
+    cr_assert_geq(s, 0);
+    int late[3];
+    for (int i = 0; i < 3; i++) {
+        late[i] = coru_tcp_connect("127.0.0.1", port, coru_now() + 10 * SEC);
+        cr_assert_geq(late[i], 0);
+    }
+    coru_sleep(50 * MS);
+    cr_assert_eq(coru_close(lfd), 0);
+    for (int i = 0; i < 3; i++) {
+        char b;
+        ssize_t r = coru_read_dl(late[i], &b, 1, coru_now() + 5 * SEC);
+        cr_assert(r == 0 || r == -ECONNRESET, "a connection left behind by a closed listener: read gave %zd", r);
+        coru_close(late[i]);
+    }
+    coru_close(s);
+    coru_close(first);
+    return NULL;
+}
+
+Test(net, acceptors_share_a_listener_and_its_close_leaves_nothing_hanging, .timeout = 60)
+{
+    FOR_EACH_ENGINE(io) {
+        sh = calloc(1, sizeof *sh);
+        cr_assert_eq(net_run(io, shared_main, NULL), 0);
+        cr_assert_eq(atomic_load(&sh->other), 0, "(%s)", ename(io));
+        cr_assert_eq(atomic_load(&sh->accepted), SH_CLIENTS, "(%s)", ename(io));
+        cr_assert_eq(atomic_load(&sh->ebadf), SH_ACCEPTORS, "(%s)", ename(io));
+        for (int i = 0; i < SH_CLIENTS; i++) {
+            cr_assert_eq(atomic_load(&sh->seen[i]), 1, "client %d accepted %d times (%s)", i,
+                         atomic_load(&sh->seen[i]), ename(io));
+            cr_assert_eq(atomic_load(&sh->peer_port[i]), sh->local_port[i], "peer port of client %d (%s)", i,
+                         ename(io));
+        }
+        free(sh);
+    }
+}

@@ -151,13 +151,20 @@ Test(net, ten_thousand_concurrent_connections_all_echo, .timeout = 240)
 
 /* ------------------------------------------------------------ EMFILE */
 
-/* A server child process lowers its own RLIMIT_NOFILE so that accept fails
- * with -EMFILE, keeps echoing on the connection it has, backs off 10 ms
- * per failed accept, and raises the limit again; the parent is the
- * client (plain-thread coru calls). */
+/* A server child process runs out of fds (it fills its table up to a
+ * limit of EMF_LIMIT, set before the run) so that accept fails with
+ * -EMFILE, keeps echoing on the connection it has, backs off 10 ms per
+ * failed accept, and frees the fds again; the parent is the client
+ * (plain-thread coru calls). Filling the table rather than lowering the
+ * limit mid-run: an io_uring accept takes the limit in force when it was
+ * submitted, and a multishot accept stays submitted. */
+enum { EMF_LIMIT = 256 };
+
 struct emf {
     int lfd, status;
     struct rlimit saved;
+    int fill[EMF_LIMIT];
+    int nfill;
     _Atomic int attempts, emfile, accepted, other_err, low, a_echoes_low, limiter_err;
     int64_t t_low, t_high;
 };
@@ -188,12 +195,10 @@ static void *emf_echo(void *arg)
 
 static void emf_lower(struct emf *e)
 {
-    /* The lowest free fd number becomes the limit: no new fd fits. */
-    int l = 0;
-    while (fcntl(l, F_GETFD) != -1) l++;
-    struct rlimit low = e->saved;
-    low.rlim_cur = (rlim_t)l;
-    if (setrlimit(RLIMIT_NOFILE, &low) != 0) {
+    /* Take every free fd below the limit: no new fd fits. */
+    int fd;
+    while (e->nfill < EMF_LIMIT && (fd = dup(0)) >= 0) e->fill[e->nfill++] = fd;
+    if (errno != EMFILE) {
         atomic_store(&e->limiter_err, -errno);
         return;
     }
@@ -229,7 +234,7 @@ static void *emf_accept(void *arg)
     return NULL;
 }
 
-/* Raises the limit again once accept failed a few times and the first
+/* Frees the fds again once accept failed a few times and the first
  * connection was served meanwhile. */
 static void *emf_limiter(void *arg)
 {
@@ -243,8 +248,8 @@ static void *emf_limiter(void *arg)
         coru_sleep(5 * MS);
     }
     e->t_high = coru_now();
-    if (setrlimit(RLIMIT_NOFILE, &e->saved) != 0) atomic_store(&e->limiter_err, -errno);
     atomic_store(&e->low, 0);
+    while (e->nfill) close(e->fill[--e->nfill]);
     return NULL;
 }
 
@@ -291,6 +296,10 @@ static int emfile_child(enum coru_io io, int status)
     struct emf e = {.status = status};
     struct emf_report rep = {0};
     if (getrlimit(RLIMIT_NOFILE, &e.saved) != 0) return 2;
+    struct rlimit lim = e.saved;
+    if (lim.rlim_max < EMF_LIMIT) return 2;
+    lim.rlim_cur = EMF_LIMIT;
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0) return 2;
     rep.run_rc = net_run(io, emf_main, &e);
     rep.attempts = atomic_load(&e.attempts);
     rep.emfile = atomic_load(&e.emfile);

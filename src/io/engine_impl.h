@@ -64,6 +64,7 @@ struct coru__uring_caps {
     unsigned features;   /* IORING_FEAT_* the kernel reported */
     bool msg_ring;       /* IORING_OP_MSG_RING works (ring to ring) */
     bool msg_skip;       /* IOSQE_CQE_SKIP_SUCCESS verified on MSG_RING */
+    bool multishot_accept; /* IORING_ACCEPT_MULTISHOT works (5.19+) */
 };
 
 struct coru__uring {
@@ -72,6 +73,7 @@ struct coru__uring {
     unsigned setup_flags;   /* immutable */
     bool msg_ring;          /* immutable: this engine wakes others by MSG_RING */
     bool msg_skip;          /* immutable: sends carry IOSQE_CQE_SKIP_SUCCESS */
+    bool multishot_accept;  /* immutable: accept.c may arm multishot accepts */
     bool read_armed;        /* owner: the wake read is queued or in flight */
     uint64_t read_buf;      /* kernel writes here while read_armed */
     /* Owner-only counters, for tests and debugging. */
@@ -85,6 +87,7 @@ struct coru__epoll {
 };
 
 struct coru_co;
+struct coru__msa;
 
 struct coru__engine {
     enum coru__engine_kind kind; /* immutable */
@@ -93,6 +96,12 @@ struct coru__engine {
     _Atomic(struct coru_co *) cancel_head; /* coroutines whose op the owner
                                    must cancel (io.c); written under
                                    cancel_lock, read unlocked as a hint */
+    _Atomic(struct coru__msa *) msa_cancel_head; /* listeners closed elsewhere whose
+                                   multishot accept armed here the owner
+                                   must cancel (accept.c); written under
+                                   cancel_lock, read unlocked as a hint */
+    struct coru__msa *msa_armed; /* owner: multishot accepts armed here */
+    unsigned cqe_flags;          /* owner: flags of the CQE being completed */
     int wake_fd;                 /* immutable: eventfd, any thread writes */
     bool self_wake;              /* owner: woken by itself, next wait polls */
     uint64_t fd_wakes;           /* owner: wake eventfd firings seen */

@@ -9,17 +9,18 @@
  *     cancel holds a reference on co and, on the ring's owner thread,
  *     re-checks io_op under wait_lock before submitting the async cancel,
  *     so it never cancels by a stale user_data of another coroutine.
- *   - epoll: fdstate.rd / .wr are the parked waiters (fdstate.lock). The
- *     event handler claims and wakes them under that lock; a waiter woken
- *     by its timer or a cancel unregisters under the same lock before it
- *     returns. Edges that arrive while nobody waits set rd_ready/wr_ready
+ *   - epoll: fdstate.rdq / .wrq hold the parked waiters (fdstate.lock).
+ *     The event handler claims and wakes them all under that lock (each
+ *     retries its call; those that lose the race park again); a waiter
+ *     woken by its timer or a cancel unlinks its node under the same
+ *     lock before it returns. Edges that arrive while nobody waits set rd_ready/wr_ready
  *     (exchange-cleared before each attempt), so no edge is lost between
  *     an EAGAIN and the park.
  */
 #include "io/io.h"
 
-#include <limits.h>
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -38,6 +39,19 @@ _Atomic unsigned coru__io_epoch;
 static pthread_mutex_t fd_chunks_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void fs_complete(struct coru__engine_op *op, int events);
+
+/* Wakes every waiter of q with code; whether there was one. Under the
+ * queue's fd state lock. */
+static bool wake_all(struct coru__waitq *q, int code)
+{
+    bool any = false;
+    struct coru__wnode *n;
+    while ((n = coru__waitq_claim(q))) {
+        coru__waiter_wake(n->w, code, n->idx);
+        any = true;
+    }
+    return any;
+}
 
 struct coru__fdstate *coru__fdstate(int fd)
 {
@@ -83,16 +97,16 @@ void coru__io_forget_fd(int fd)
     struct coru__fdstate *fs = coru__fdstate(fd);
     if (!fs) return;
     coru__lock(&fs->lock);
-    struct coru__waiter *r = fs->rd, *w = fs->wr;
-    if (r && coru__waiter_claim(r)) coru__waiter_wake(r, -EBADF, 0);
-    if (w && w != r && coru__waiter_claim(w)) coru__waiter_wake(w, -EBADF, 0);
-    fs->rd = fs->wr = NULL;
+    wake_all(&fs->rdq, -EBADF);
+    wake_all(&fs->wrq, -EBADF);
     fs->eng = NULL; /* close(2) drops the epoll registration */
     fs->probed = false;
     atomic_store_explicit(&fs->rd_ready, false, memory_order_relaxed);
     atomic_store_explicit(&fs->wr_ready, false, memory_order_relaxed);
     atomic_store_explicit(&fs->rd_drained, false, memory_order_relaxed);
+    bool msa = fs->msa != NULL;
     coru__unlock(&fs->lock);
+    if (msa) coru__msa_close(fd);
 }
 
 /* ---------------------------------------------------------------- engines */
@@ -185,6 +199,8 @@ void coru__io_post_cancel(struct coru_co *co)
 
 void coru__io_drain_cancels(struct coru__engine *e)
 {
+    if (atomic_load_explicit(&e->msa_cancel_head, memory_order_relaxed)) coru__msa_drain_cancels(e); /* racy hint: a post
+        missed here is seen at the next drain, which its wake causes */
     /* relaxed: a hint; a post that lands after this check also wakes the
      * engine, so the next poll sees it. The lock orders the list. */
     if (!atomic_load_explicit(&e->cancel_head, memory_order_relaxed)) return;
@@ -213,20 +229,11 @@ static void fs_complete(struct coru__engine_op *op, int events)
     struct coru__fdstate *fs = (struct coru__fdstate *)op;
     coru__lock(&fs->lock);
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-        if (fs->rd && coru__waiter_claim(fs->rd)) {
-            coru__waiter_wake(fs->rd, 0, 0);
-            fs->rd = NULL;
-        } else {
+        if (!wake_all(&fs->rdq, 0))
             atomic_store_explicit(&fs->rd_ready, true, memory_order_relaxed); /* under lock */
-        }
     }
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
-        if (fs->wr && coru__waiter_claim(fs->wr)) {
-            coru__waiter_wake(fs->wr, 0, 0);
-            fs->wr = NULL;
-        } else {
-            atomic_store_explicit(&fs->wr_ready, true, memory_order_relaxed);
-        }
+        if (!wake_all(&fs->wrq, 0)) atomic_store_explicit(&fs->wr_ready, true, memory_order_relaxed);
     }
     coru__unlock(&fs->lock);
 }
@@ -298,15 +305,12 @@ int coru__io_wait_fd(struct coru__engine *e, int fd, int dir, int64_t deadline)
         coru__unlock(&fs->lock);
         return -ETIMEDOUT;
     }
-    if (dir == CORU__IO_READ)
-        fs->rd = &w;
-    else
-        fs->wr = &w;
+    struct coru__waitq *q = dir == CORU__IO_READ ? &fs->rdq : &fs->wrq;
+    struct coru__wnode n;
+    coru__wnode_init(&n, &w, NULL, 0);
+    coru__waitq_push(q, &n);
     coru__unlock(&fs->lock);
     rc = coru__waiter_block(&w, deadline);
-    coru__lock(&fs->lock);
-    if (fs->rd == &w) fs->rd = NULL;
-    if (fs->wr == &w) fs->wr = NULL;
-    coru__unlock(&fs->lock);
+    coru__wnode_done(&fs->lock, q, &n);
     return rc;
 }

@@ -25,6 +25,7 @@
 
 #include "io/engine_impl.h"
 #include "sched/lock.h"
+#include "sched/waiter.h"
 
 struct coru__waiter;
 
@@ -37,9 +38,12 @@ struct coru__fdstate {
     struct coru__engine *eng;     /* lock: epoll it is registered in */
     unsigned epoch;               /* lock: coru__io_epoch when registered */
     unsigned wid;                 /* lock: id of the worker owning eng */
-    struct coru__waiter *rd, *wr; /* lock: parked waiters */
+    struct coru__waitq rdq, wrq;  /* lock: parked waiters (several may
+                                     wait on one fd: acceptors of one
+                                     listener); an edge wakes them all */
     _Atomic bool rd_ready, wr_ready; /* edge seen while nobody waited */
     _Atomic bool rd_drained;      /* hint (net.c): the last read was short */
+    struct coru__msa *msa;        /* lock: multishot accept state (accept.c) */
 };
 
 /* Bumped by coru_run at every start: a registration made in an earlier
@@ -67,8 +71,22 @@ enum { CORU__IO_READ = 1, CORU__IO_WRITE = 2 };
  * polled: a regular file), or -errno. */
 int coru__io_wait_fd(struct coru__engine *e, int fd, int dir, int64_t deadline);
 
-/* Wakes waiters of fd with -EBADF and forgets its registration; before
- * close(fd). */
+/* Wakes waiters of fd with -EBADF and forgets its registration and any
+ * multishot accept state; before close(fd), and for a new fd whose number
+ * may have been used before. */
 void coru__io_forget_fd(int fd);
+
+/* accept.c: multishot accept on io_uring (e->u.multishot_accept). Returns
+ * the accepted fd or -errno like accept4 (-ETIMEDOUT, -ECANCELED), or
+ * -ENOSYS when lfd is past the fd state table (use a single-shot accept). */
+int coru__msa_accept(struct coru__engine *e, int lfd, int64_t deadline);
+/* Detaches lfd's multishot state: its parked acceptors get -EBADF, its
+ * queued connections are closed, an armed multishot is cancelled. */
+void coru__msa_close(int lfd);
+/* Owner: submits the cancels other threads posted for closed listeners. */
+void coru__msa_drain_cancels(struct coru__engine *e);
+/* Owner, at the end of a run, before the engine is destroyed: ends every
+ * multishot armed on e and waits for their last completions. */
+void coru__io_quiesce(struct coru__engine *e);
 
 #endif

@@ -264,6 +264,21 @@ int coru_tcp_accept_dl(int lfd, struct sockaddr *peer, unsigned *peerlen, int64_
         o.alen_val = sizeof tmp;
     }
     o.alen = &o.alen_val;
+    struct coru__engine *e = coru__io_engine();
+    if (e && e->kind == CORU__ENGINE_URING && e->u.multishot_accept && lfd >= 0) {
+        /* One multishot per listener (accept.c); it gives no addresses. */
+        int fd = coru__msa_accept(e, lfd, deadline);
+        if (fd != -ENOSYS) {
+            if (fd >= 0) {
+                coru__io_forget_fd(fd);
+                if (peer && peerlen) {
+                    socklen_t len = *peerlen;
+                    *peerlen = getpeername(fd, peer, &len) == 0 ? len : 0;
+                }
+            }
+            return fd;
+        }
+    }
     int fd = run(&o, prep_accept, sys_accept, deadline);
     if (fd >= 0) {
         coru__io_forget_fd(fd); /* a reused number: drop any stale state */

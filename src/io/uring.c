@@ -22,10 +22,15 @@
  */
 #include "io/engine_impl.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "common.h"
 
@@ -132,6 +137,43 @@ static void probe_msg_ring(struct io_uring *ring, struct coru__uring_caps *caps)
     caps->msg_skip = try_skip && !got_send;
 }
 
+/* Multishot accept (IORING_ACCEPT_MULTISHOT, Linux 5.19): armed on a
+ * listening socket, it must stay armed (-ECANCELED only when we cancel
+ * it); a kernel without it fails the SQE at once with -EINVAL. */
+static void probe_multishot_accept(struct io_uring *ring, struct coru__uring_caps *caps)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (lfd < 0) return;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (bind(lfd, (struct sockaddr *)&a, sizeof a) < 0 || listen(lfd, 1) < 0) {
+        close(lfd);
+        return;
+    }
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    io_uring_prep_multishot_accept(sqe, lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, 1);
+    sqe = io_uring_get_sqe(ring);
+    io_uring_prep_cancel64(sqe, 1, 0);
+    io_uring_sqe_set_data64(sqe, 2);
+    bool ok = false, done = false;
+    for (int round = 0; round < 10 && !done; round++) {
+        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
+        struct io_uring_cqe *cqe;
+        int ret = io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, NULL);
+        if (ret < 0 && ret != -ETIME && ret != -EINTR) break;
+        unsigned head, n = 0;
+        io_uring_for_each_cqe(ring, head, cqe) {
+            n++;
+            if (cqe->user_data != 1) continue;
+            if (!(cqe->flags & IORING_CQE_F_MORE)) done = true;
+            ok = cqe->res == -ECANCELED;
+        }
+        io_uring_cq_advance(ring, n);
+    }
+    close(lfd);
+    caps->multishot_accept = ok && done;
+}
+
 void coru__uring_probe(struct coru__uring_caps *caps)
 {
     memset(caps, 0, sizeof *caps);
@@ -161,6 +203,7 @@ void coru__uring_probe(struct coru__uring_caps *caps)
         return;
     }
     probe_msg_ring(&ring, caps);
+    probe_multishot_accept(&ring, caps);
     io_uring_queue_exit(&ring);
 }
 
@@ -200,6 +243,7 @@ int coru__uring_create(struct coru__engine *e, const struct coru__uring_caps *ca
     u->setup_flags = caps->setup_flags;
     u->msg_ring = caps->msg_ring;
     u->msg_skip = caps->msg_skip;
+    u->multishot_accept = caps->multishot_accept && !getenv("CORU_NO_MULTISHOT");
     /* Submit the wake read now: the first submit of a DEFER_TASKRUN ring
      * must come from its owner, and errors surface here, not in a wait. */
     arm_read(e);
@@ -279,6 +323,7 @@ static int drain(struct coru__engine *e)
              * slots stay ours until cq_advance. */
             uint64_t ud = cqes[i]->user_data;
             int res = cqes[i]->res;
+            e->cqe_flags = cqes[i]->flags; /* for multishot handlers */
             ops += handle_cqe(e, ud, res);
         }
         io_uring_cq_advance(ring, n);

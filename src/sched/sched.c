@@ -970,6 +970,7 @@ static void *worker_main(void *p)
     if (!atomic_load(&rt.start_err)) {
         sched_loop(w);
     }
+    if (w->eng) coru__io_quiesce(w->eng); /* multishots armed on our ring */
     /* All workers agree the run is over before any engine goes away, so
      * no wake can target a destroyed engine. */
     pthread_barrier_wait(&rt.stop_bar);
