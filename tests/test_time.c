@@ -357,3 +357,56 @@ Test(time, cancel_wakes_a_ten_second_sleep_with_ecanceled, .timeout = 30)
         cr_assert_eq(c.past, -ECANCELED);
     }
 }
+
+/* ------------------------------------------------------------ a long computation */
+
+/* Two coroutines due at the same instant, on two workers: whichever runs
+ * first computes (without yielding) until the other has started, for at
+ * most 3 s. Woken together on one worker, the second sits in that worker's
+ * queue behind the computation; the other worker's watchdog (sched.c,
+ * go_idle) finds that worker saturated and takes it, so the computation
+ * ends early. Had they been on different workers, it ends early too. */
+struct hog_pair {
+    int64_t due;
+    _Atomic int started[2];
+    _Atomic int timed_out;
+};
+
+struct hog_arg {
+    struct hog_pair *p;
+    int me;
+};
+
+static void *hog_one(void *arg)
+{
+    struct hog_arg *a = arg;
+    struct hog_pair *p = a->p;
+    coru_sleep_until(p->due);
+    atomic_store(&p->started[a->me], 1);
+    int64_t end = coru_now() + 3000 * MS;
+    while (!atomic_load(&p->started[!a->me]) && coru_now() < end) {
+    }
+    if (!atomic_load(&p->started[!a->me])) atomic_store(&p->timed_out, 1);
+    return NULL;
+}
+
+static void *hog_main(void *arg)
+{
+    struct hog_pair *p = arg;
+    p->due = coru_now() + 30 * MS;
+    struct hog_arg a[2] = {{p, 0}, {p, 1}};
+    coru_t *c[2];
+    for (int i = 0; i < 2; i++) cr_assert_eq(coru_spawn(&c[i], hog_one, &a[i], NULL), 0);
+    for (int i = 0; i < 2; i++) cr_assert_eq(coru_join(c[i], NULL), 0);
+    return NULL;
+}
+
+Test(time, a_long_computation_does_not_hold_up_a_coroutine_woken_with_it, .timeout = 60)
+{
+    for (int round = 0; round < 5; round++) {
+        struct hog_pair p = {0};
+        cr_assert_eq(run_on(CORU_IO_AUTO, 2, hog_main, &p), 0);
+        cr_assert_eq(atomic_load(&p.timed_out), 0, "round %d: one coroutine waited for the other's computation",
+                     round);
+    }
+}

@@ -151,6 +151,24 @@ static bool saturated(struct coru__worker *w, int64_t now)
     return at != INT64_MAX && now - at > SATURATED_NS;
 }
 
+/* Whether some worker sleeps without its watchdog (it went to sleep
+ * while every other worker was idle): it would not notice this worker
+ * getting stuck behind a long computation. */
+static bool unwatched_sleeper(void)
+{
+    for (unsigned i = 0; i < rt.n; i++)
+        if (atomic_load_explicit(&rt.w[i].unwatched, memory_order_relaxed)) return true;
+    return false;
+}
+
+/* A batch left q coroutines queued on w: wake another worker if w is
+ * saturated (it needs help now) or some sleeper has no watchdog (it
+ * could not help later). */
+static bool batch_wants_help(struct coru__worker *w, size_t q)
+{
+    return q >= 2 && (saturated(w, coru__now_ns()) || unwatched_sleeper());
+}
+
 /* ---------------------------------------------------------------- queues */
 
 static void push_local(struct coru__worker *w, struct coru__deque *d, struct coru_co *co);
@@ -277,9 +295,14 @@ static void stop_spinning_local(struct coru__worker *w)
  * which steal and keep what they stole.
  *
  * Work woken by I/O thus stays where it was woken unless its worker is
- * saturated: a coroutine that computes for long without yielding delays
- * the ones queued behind it until SATURATED_NS has passed and another
- * worker is woken by the next batch or spawn.
+ * saturated. A coroutine that computes for long without yielding leaves
+ * its worker saturated after SATURATED_NS, and what is queued behind it
+ * (FIFO queue, inbox) is then taken by another worker: one that sleeps
+ * while others are awake wakes every SATURATED_NS to look (the watchdog,
+ * go_idle), and one that went to sleep with everybody idle is woken by
+ * the next batch of two or more (batch_wants_help), so it watches too.
+ * What such a worker cannot give away is what only it can reap: the
+ * completions on its ring and its timers wait for the computation.
  *
  * Inbox protocol (no lost work): the giver appends under the target's
  * inbox_lock and then, under idle_lock, wakes the target if it is listed
@@ -314,6 +337,26 @@ static void inbox_give(struct coru__worker *t, struct coru_co **cos, size_t n)
     pthread_mutex_unlock(&rt.idle_lock);
 }
 
+/* A thief's share of a saturated worker's inbox: up to max of its
+ * oldest entries into out[]. */
+static size_t inbox_take(struct coru__worker *v, void **out, size_t max)
+{
+    if (!atomic_load_explicit(&v->inbox_n, memory_order_relaxed)) return 0;
+    size_t got = 0;
+    coru__lock(&v->inbox_lock);
+    while (got < max && v->inbox_head) {
+        struct coru_co *co = v->inbox_head;
+        v->inbox_head = co->next;
+        co->next = NULL;
+        out[got++] = co;
+    }
+    if (!v->inbox_head) v->inbox_tail = NULL;
+    atomic_store_explicit(&v->inbox_n, atomic_load_explicit(&v->inbox_n, memory_order_relaxed) - got,
+                          memory_order_relaxed);
+    coru__unlock(&v->inbox_lock);
+    return got;
+}
+
 /* Moves w's inbox to its yield queue (FIFO: they are already late).
  * Owner only. */
 static void inbox_drain(struct coru__worker *w)
@@ -332,7 +375,7 @@ static void inbox_drain(struct coru__worker *w)
         pushed = true;
         co = next;
     }
-    if (pushed && coru__deque_size(&w->yq) >= 2 && saturated(w, coru__now_ns())) notify();
+    if (pushed && batch_wants_help(w, coru__deque_size(&w->yq))) notify();
 }
 
 /* The worker w's woken I/O work should go to: the lowest-numbered worker
@@ -480,8 +523,7 @@ static void end_batch(struct coru__worker *w)
     w->wake_fifo = false;
     if (w->wake_pending) {
         w->wake_pending = false;
-        size_t q = coru__deque_size(&w->yq);
-        if (q >= 2 && saturated(w, coru__now_ns())) notify();
+        if (batch_wants_help(w, coru__deque_size(&w->yq))) notify();
     }
 }
 
@@ -536,6 +578,7 @@ static struct coru_co *next_local(struct coru__worker *w)
      * read per switch would cost more than the switch. An idle worker
      * fires them on time from its wait. */
     if (w->tick % TIMER_INTERVAL == 0) {
+        atomic_store_explicit(&w->tick_pub, w->tick, memory_order_relaxed);
         if (coru__theap_next(&w->timers) != INT64_MAX) fire_timers(w);
         poll_engine(w, false);
         inbox_drain(w);
@@ -561,6 +604,7 @@ static struct coru_co *steal(struct coru__worker *w)
          * the socket's state still in its cache. Taking it pays off only
          * from an owner that has had no idle moment for SATURATED_NS. */
         if (!got && saturated(v, now)) got = coru__deque_grab(&v->yq, buf, DEQUE_CAP / 2);
+        if (!got && saturated(v, now)) got = inbox_take(v, buf, DEQUE_CAP / 2);
         if (!got) continue;
         for (size_t k = got - 1; k > 0; k--) push_local(w, &w->dq, buf[k]);
         atomic_store_explicit(&w->st.steals,
@@ -573,25 +617,51 @@ static struct coru_co *steal(struct coru__worker *w)
 
 static bool quiescent(void);
 
-/* I3's re-check, for w: 0 no work, 1 work of its own (its inbox; it
- * runs it without searching further), 2 work elsewhere (it searches, as a
- * spinner). A packing worker looks only at the global queue and its own
- * queues: it gave its work away and must not steal it back; other
- * workers' deques have owners that are awake (they pushed) and run them,
- * and a backlog there wakes it through notify(). A FIFO queue is only
- * stolen from a saturated owner (see steal), so only then is it work. */
+/* I3's re-check, for w: 0 no work, 1 work of its own (its inbox or
+ * queues; it runs it without searching further), 2 work elsewhere (it
+ * searches, as a spinner). A FIFO queue is work for others only when its
+ * owner is saturated (see steal): an unsaturated owner is awake and runs
+ * it soon. A packing worker gave its work away and must not steal it
+ * back: it takes others' deques only from a saturated owner too; other
+ * work of an awake owner reaches it through notify() or the watchdog
+ * (go_idle). */
 static int any_work(struct coru__worker *w)
 {
     if (atomic_load_explicit(&w->inbox_n, memory_order_relaxed)) return 1;
+    if (w->lifo || coru__deque_size(&w->dq) || coru__deque_size(&w->yq)) return 1;
     if (atomic_load_explicit(&rt.gq_len, memory_order_relaxed)) return 2;
-    if (w->packing) return 0;
     int64_t now = coru__now_ns();
     for (unsigned i = 0; i < rt.n; i++) {
         struct coru__worker *v = &rt.w[i];
-        if (coru__deque_size(&v->dq)) return 2;
-        if (coru__deque_size(&v->yq) && (v == w || saturated(v, now))) return 2;
+        if (v == w) continue;
+        bool sat = saturated(v, now);
+        if (coru__deque_size(&v->dq) && (sat || !w->packing)) return 2;
+        if ((coru__deque_size(&v->yq) || atomic_load_explicit(&v->inbox_n, memory_order_relaxed)) && sat)
+            return 2;
     }
     return 0;
+}
+
+/* The watchdog's question: is another worker stuck, saturated and not
+ * switching since our last look (SATURATED_NS ago), with work queued
+ * behind the coroutine it runs? A busy worker that keeps switching is
+ * not stuck: it runs its queue itself, and taking from it would only
+ * split its sockets over two workers. */
+static bool stuck_worker(struct coru__worker *w)
+{
+    int64_t now = coru__now_ns();
+    bool stuck = false;
+    for (unsigned i = 0; i < rt.n; i++) {
+        struct coru__worker *v = &rt.w[i];
+        if (v == w) continue;
+        uint64_t t = atomic_load_explicit(&v->tick_pub, memory_order_relaxed);
+        uint64_t seen = atomic_exchange_explicit(&v->tick_mark, t, memory_order_relaxed);
+        if (t != seen || !saturated(v, now)) continue;
+        if (coru__deque_size(&v->dq) || coru__deque_size(&v->yq) ||
+            atomic_load_explicit(&v->inbox_n, memory_order_relaxed))
+            stuck = true;
+    }
+    return stuck;
 }
 
 /* Removes w from the idle list. Caller holds idle_lock; w is listed. */
@@ -649,6 +719,7 @@ static void go_idle(struct coru__worker *w)
         bool spin = listed ? work == 2 : !handed;
         if (listed && spin) atomic_fetch_add_explicit(&rt.nspinning, 1, memory_order_seq_cst);
         w->spinning = spin;
+        if (work == 2) w->packing = false;
         atomic_store_explicit(&w->idle_at, coru__now_ns(), memory_order_relaxed);
         return;
     }
@@ -662,9 +733,19 @@ static void go_idle(struct coru__worker *w)
             timeout = next - coru__now_ns();
             if (timeout < 0) timeout = 0;
         }
+        /* The watchdog: while another worker is awake, wake up every
+         * SATURATED_NS to see whether it got stuck with work queued (a
+         * coroutine computing for long delays what is queued behind it,
+         * and a stuck worker polls nothing and notifies nobody; see
+         * stuck_worker). Costs about a thousand wake-ups a second, only
+         * while others run. */
+        bool watch = atomic_load_explicit(&rt.nidle, memory_order_relaxed) < rt.n;
+        if (watch && (timeout < 0 || timeout > SATURATED_NS)) timeout = SATURATED_NS;
         coru__stat_inc(&w->st.sleeps);
+        atomic_store_explicit(&w->unwatched, !watch, memory_order_relaxed);
         begin_batch(w);
         int rc = coru__engine_wait(w->eng, timeout);
+        atomic_store_explicit(&w->unwatched, false, memory_order_relaxed);
         if (rc < 0) CORU_PANIC("engine wait failed: %d", rc);
         coru__io_drain_cancels(w->eng);
         /* I/O or timers made work */
@@ -711,7 +792,22 @@ static void go_idle(struct coru__worker *w)
                 return;
             }
             w->packing = false;
-            if (owed && coru__deque_size(&w->yq) >= 2 && saturated(w, coru__now_ns())) notify();
+            if (owed && batch_wants_help(w, coru__deque_size(&w->yq))) notify();
+            return;
+        }
+        if (watch && stuck_worker(w)) {
+            pthread_mutex_lock(&rt.idle_lock);
+            listed = w->idle_listed;
+            handed = w->handed;
+            w->handed = false;
+            if (listed) unlist_self(w);
+            pthread_mutex_unlock(&rt.idle_lock);
+            atomic_store_explicit(&w->idle_at, coru__now_ns(), memory_order_relaxed);
+            w->packing = false;
+            /* As in I3: counted by ourselves, by a notify, or not at all
+             * (inbox_give: our inbox has work; we still search after it). */
+            if (listed) atomic_fetch_add_explicit(&rt.nspinning, 1, memory_order_seq_cst);
+            w->spinning = listed || !handed;
             return;
         }
         /* Still listed: a stale wake-up, or a timer another worker's
