@@ -21,6 +21,7 @@
  *   rt.idle_head, worker.idle_listed, worker.idle_next      idle_lock
  *   rt.nidle         written under idle_lock, read anywhere (seq_cst)
  *   rt.nspinning     any thread, seq_cst RMW
+ *   rt.nunwatched    each worker counts itself in and out (relaxed hint)
  *   worker.*         its own thread, except dq/yq (grab: anyone) and st
  *                    (read: anyone)
  *
@@ -96,6 +97,8 @@ static struct {
     _Atomic unsigned nidle;
 
     CORU_ALIGNED_CL _Atomic unsigned nspinning;
+    _Atomic unsigned nunwatched; /* workers asleep without the watchdog;
+                                    each counts itself (a hint) */
 
     /* coroutines spawned from plain threads (and coru_run's main), for
      * the termination count; see quiescent() */
@@ -156,9 +159,7 @@ static bool saturated(struct coru__worker *w, int64_t now)
  * getting stuck behind a long computation. */
 static bool unwatched_sleeper(void)
 {
-    for (unsigned i = 0; i < rt.n; i++)
-        if (atomic_load_explicit(&rt.w[i].unwatched, memory_order_relaxed)) return true;
-    return false;
+    return atomic_load_explicit(&rt.nunwatched, memory_order_relaxed) != 0;
 }
 
 /* A batch left q coroutines queued on w: wake another worker if w is
@@ -742,10 +743,10 @@ static void go_idle(struct coru__worker *w)
         bool watch = atomic_load_explicit(&rt.nidle, memory_order_relaxed) < rt.n;
         if (watch && (timeout < 0 || timeout > SATURATED_NS)) timeout = SATURATED_NS;
         coru__stat_inc(&w->st.sleeps);
-        atomic_store_explicit(&w->unwatched, !watch, memory_order_relaxed);
+        if (!watch) atomic_fetch_add_explicit(&rt.nunwatched, 1, memory_order_relaxed);
         begin_batch(w);
         int rc = coru__engine_wait(w->eng, timeout);
-        atomic_store_explicit(&w->unwatched, false, memory_order_relaxed);
+        if (!watch) atomic_fetch_sub_explicit(&rt.nunwatched, 1, memory_order_relaxed);
         if (rc < 0) CORU_PANIC("engine wait failed: %d", rc);
         coru__io_drain_cancels(w->eng);
         /* I/O or timers made work */

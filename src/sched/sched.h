@@ -107,8 +107,6 @@ struct coru__worker {
                                     ticks (owner) for the watchdog */
     _Atomic uint64_t tick_mark;  /* tick_pub as a watchdog last saw it
                                     (watchers write; a hint) */
-    _Atomic bool unwatched;      /* asleep without the watchdog (go_idle);
-                                    owner writes, anyone reads (a hint) */
     _Atomic int64_t idle_at;     /* when it last ran out of local work;
                                     owner writes, anyone reads (a hint) */
     struct coru__lock inbox_lock;/* guards inbox_head/tail */
