@@ -384,7 +384,7 @@ CORU_API int coru_local_port(int fd);
  * listener stays usable), -EBADF, -EINVAL, -ETIMEDOUT, -ECANCELED.
  * On io_uring with multishot accept (Linux 5.19+; CORU_NO_MULTISHOT=1 in
  * the environment turns it off), the first accept on a listener arms one
- * kernel accept that takes every connection as it arrives, up to 64
+ * kernel accept that takes every connection as it arrives, about 64 at most
  * ahead of the accept calls; those wait, already accepted, for the next
  * call, and coru_close of the listener closes them. Such an accept
  * allocates fds under the RLIMIT_NOFILE in force when it was armed. */
