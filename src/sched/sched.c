@@ -338,8 +338,8 @@ static void inbox_give(struct coru__worker *t, struct coru_co **cos, size_t n)
     pthread_mutex_unlock(&rt.idle_lock);
 }
 
-/* A thief's share of a saturated worker's inbox: up to max of its
- * oldest entries into out[]. */
+/* Up to max of v's oldest inbox entries into out[]: a thief's share of a
+ * saturated worker's inbox, or the owner draining its own. */
 static size_t inbox_take(struct coru__worker *v, void **out, size_t max)
 {
     if (!atomic_load_explicit(&v->inbox_n, memory_order_relaxed)) return 0;
@@ -362,19 +362,11 @@ static size_t inbox_take(struct coru__worker *v, void **out, size_t max)
  * Owner only. */
 static void inbox_drain(struct coru__worker *w)
 {
-    if (!atomic_load_explicit(&w->inbox_n, memory_order_relaxed)) return;
-    coru__lock(&w->inbox_lock);
-    struct coru_co *co = w->inbox_head;
-    w->inbox_head = w->inbox_tail = NULL;
-    atomic_store_explicit(&w->inbox_n, 0, memory_order_relaxed);
-    coru__unlock(&w->inbox_lock);
-    bool pushed = false;
-    while (co) {
-        struct coru_co *next = co->next;
-        co->next = NULL;
-        push_local(w, &w->yq, co);
-        pushed = true;
-        co = next;
+    void *buf[DEQUE_CAP / 2];
+    size_t n, pushed = 0;
+    while ((n = inbox_take(w, buf, DEQUE_CAP / 2))) {
+        for (size_t i = 0; i < n; i++) push_local(w, &w->yq, buf[i]);
+        pushed += n;
     }
     if (pushed && batch_wants_help(w, coru__deque_size(&w->yq))) notify();
 }
@@ -382,8 +374,8 @@ static void inbox_drain(struct coru__worker *w)
 /* The worker w's woken I/O work should go to: the lowest-numbered worker
  * below it that is not saturated and has fewer than PACK_MAX queued, or
  * NULL. A sleeping target is woken (one context switch, which w's own run
- * would have cost too), so the work converges on the lowest workers. Racy reads: a wrong answer
- * costs speed, never work. */
+ * would have cost too), so the work converges on the lowest workers.
+ * Racy reads: a wrong answer costs speed, never work. */
 static struct coru__worker *pack_target(struct coru__worker *w)
 {
     int64_t now = coru__now_ns();
@@ -608,9 +600,7 @@ static struct coru_co *steal(struct coru__worker *w)
         if (!got && saturated(v, now)) got = inbox_take(v, buf, DEQUE_CAP / 2);
         if (!got) continue;
         for (size_t k = got - 1; k > 0; k--) push_local(w, &w->dq, buf[k]);
-        atomic_store_explicit(&w->st.steals,
-                              atomic_load_explicit(&w->st.steals, memory_order_relaxed) + got,
-                              memory_order_relaxed);
+        coru__stat_add(&w->st.steals, got);
         return buf[0];
     }
     return NULL;
@@ -675,6 +665,28 @@ static void unlist_self(struct coru__worker *w)
     atomic_fetch_sub_explicit(&rt.nidle, 1, memory_order_seq_cst);
 }
 
+/* Leaves the idle state without sleeping (more): unlists w unless a
+ * waker did, and sets whether it spins. search: the work is elsewhere
+ * (w looks for it as a spinner), not w's own. Unlisted by ourselves: we
+ * spin, counted now, only to search. Unlisted by a notify: it already
+ * counted us (its wake-up stays pending in our engine and only shortens
+ * our next sleep). Unlisted by inbox_give: not counted and not spinning
+ * (our inbox has work). A search also ends packing: w takes others' work
+ * again. */
+static void leave_idle(struct coru__worker *w, bool search)
+{
+    pthread_mutex_lock(&rt.idle_lock);
+    bool listed = w->idle_listed, handed = w->handed;
+    w->handed = false;
+    if (listed) unlist_self(w);
+    pthread_mutex_unlock(&rt.idle_lock);
+    bool spin = listed ? search : !handed;
+    if (listed && spin) atomic_fetch_add_explicit(&rt.nspinning, 1, memory_order_seq_cst);
+    w->spinning = spin;
+    if (search) w->packing = false;
+    atomic_store_explicit(&w->idle_at, coru__now_ns(), memory_order_relaxed);
+}
+
 /* I1-I4 of the idling protocol. Returns when there may be work: either a
  * waker unlisted us (and counted us as spinning), or the re-check in I3
  * found work, or the run is stopping. On return the worker spins. */
@@ -707,21 +719,7 @@ static void go_idle(struct coru__worker *w)
     int work = any_work(w);
     if (!work && quiescent()) stop_all(); /* the last coroutine finished */
     if (work || atomic_load_explicit(&rt.stop, memory_order_seq_cst)) {
-        pthread_mutex_lock(&rt.idle_lock);
-        bool listed = w->idle_listed, handed = w->handed;
-        w->handed = false;
-        if (listed) unlist_self(w);
-        pthread_mutex_unlock(&rt.idle_lock);
-        /* Unlisted by ourselves: we spin (counted now) if the work is
-         * elsewhere, and just run it if it is our own inbox. Unlisted by a
-         * notify: it already counted us (its wake-up stays pending in our
-         * engine and only shortens our next sleep). Unlisted by
-         * inbox_give: not counted, and not spinning (work is in our inbox). */
-        bool spin = listed ? work == 2 : !handed;
-        if (listed && spin) atomic_fetch_add_explicit(&rt.nspinning, 1, memory_order_seq_cst);
-        w->spinning = spin;
-        if (work == 2) w->packing = false;
-        atomic_store_explicit(&w->idle_at, coru__now_ns(), memory_order_relaxed);
+        leave_idle(w, work == 2);
         return;
     }
     atomic_store_explicit(&w->idle_at, INT64_MAX, memory_order_relaxed); /* asleep: not saturated */
@@ -785,9 +783,7 @@ static void go_idle(struct coru__worker *w)
                 size_t n;
                 while ((n = coru__deque_grab(&w->yq, buf, DEQUE_CAP))) {
                     inbox_give(t, (struct coru_co **)buf, n);
-                    atomic_store_explicit(&w->st.handoffs,
-                                          atomic_load_explicit(&w->st.handoffs, memory_order_relaxed) + n,
-                                          memory_order_relaxed);
+                    coru__stat_add(&w->st.handoffs, n);
                 }
                 w->packing = true;
                 return;
@@ -797,18 +793,7 @@ static void go_idle(struct coru__worker *w)
             return;
         }
         if (watch && stuck_worker(w)) {
-            pthread_mutex_lock(&rt.idle_lock);
-            listed = w->idle_listed;
-            handed = w->handed;
-            w->handed = false;
-            if (listed) unlist_self(w);
-            pthread_mutex_unlock(&rt.idle_lock);
-            atomic_store_explicit(&w->idle_at, coru__now_ns(), memory_order_relaxed);
-            w->packing = false;
-            /* As in I3: counted by ourselves, by a notify, or not at all
-             * (inbox_give: our inbox has work; we still search after it). */
-            if (listed) atomic_fetch_add_explicit(&rt.nspinning, 1, memory_order_seq_cst);
-            w->spinning = listed || !handed;
+            leave_idle(w, true);
             return;
         }
         /* Still listed: a stale wake-up, or a timer another worker's

@@ -172,11 +172,16 @@ int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_a
 /* Generators: depth of generator bodies running on this thread. */
 extern __thread int coru__gen_depth;
 
-/* Stats helper: owner-only increment (plain load + store, no lock prefix;
+/* Stats helpers: owner-only increments (plain load + store, no lock prefix;
  * relaxed is enough: readers only want a recent value). */
+static inline void coru__stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
 static inline void coru__stat_inc(_Atomic uint64_t *c)
 {
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+    coru__stat_add(c, 1);
 }
 
 #endif
