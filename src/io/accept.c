@@ -52,7 +52,9 @@ struct coru__msa {
     struct coru__lock lock;
     int lfd;
     struct coru__engine *eng;    /* ring it is armed on; NULL: not armed */
-    bool pausing;                /* a cancel for Q_HIGH was submitted */
+    bool cancel_sent;            /* a cancel of the armed multishot is
+                                    queued on the owner's ring (at most
+                                    one per multishot; cancel_on_owner) */
     bool closing;                /* the listener was closed */
     bool cancel_posted;          /* in eng's inbox, not yet drained */
     int err;                     /* an error no acceptor took yet */
@@ -118,9 +120,13 @@ static void arm(struct coru__msa *m, struct coru__engine *e)
     e->ops_inflight++;
 }
 
-/* Queues a cancel of m's multishot on its owner's ring. Owner only. */
+/* Queues a cancel of m's multishot on its owner's ring, once: for a
+ * long queue or an error, a closed listener, or the end of a run. Owner
+ * only; msa.lock held. */
 static void cancel_on_owner(struct coru__msa *m)
 {
+    if (m->cancel_sent) return;
+    m->cancel_sent = true;
     struct io_uring_sqe *sqe = coru__uring_get_sqe(m->eng);
     io_uring_prep_cancel(sqe, &m->base, 0);
     io_uring_sqe_set_data64(sqe, CORU__TAG_CANCEL);
@@ -153,10 +159,7 @@ static void msa_complete(struct coru__engine_op *op, int res)
         /* Stop it after an error (some kernels keep a multishot armed
          * through -EMFILE, and its connection then sits in the backlog
          * with no new event to retry it), or when the queue is long. */
-        if ((res < 0 || m->qlen >= Q_HIGH) && !m->pausing && !m->closing) {
-            m->pausing = true;
-            cancel_on_owner(m);
-        }
+        if ((res < 0 || m->qlen >= Q_HIGH) && !m->closing) cancel_on_owner(m);
         coru__unlock(&m->lock);
         return;
     }
@@ -164,7 +167,7 @@ static void msa_complete(struct coru__engine_op *op, int res)
     unlist_armed(e, m);
     e->ops_inflight--;
     m->eng = NULL;
-    m->pausing = false;
+    m->cancel_sent = false;
     if (m->closing) {
         bool free_it = !m->cancel_posted; /* else the inbox drain frees it */
         coru__unlock(&m->lock);
@@ -297,10 +300,7 @@ void coru__io_quiesce(struct coru__engine *e)
         coru__msa_drain_cancels(e);
         for (struct coru__msa *m = e->msa_armed; m; m = m->next) {
             coru__lock(&m->lock);
-            if (!m->pausing) {
-                m->pausing = true; /* reused: "a cancel is on its way" */
-                cancel_on_owner(m);
-            }
+            cancel_on_owner(m);
             coru__unlock(&m->lock);
         }
         coru__lock(&e->cancel_lock);
