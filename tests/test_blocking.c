@@ -400,6 +400,7 @@ static void *dl_body(void *arg)
     cr_assert_eq(coru_blocking_dl(count_run, NULL, NULL, t0 + 50 * MS), -ETIMEDOUT);
     cr_assert_geq(coru_now() - t0, 50 * MS);
     cr_assert_eq(coru_blocking_dl(count_run, NULL, NULL, coru_now() - 1), -ETIMEDOUT, "a past deadline");
+    cr_assert_eq(coru_blocking_dl(NULL, NULL, NULL, CORU_NEVER), -EINVAL);
 
     coru_t *q;
     cr_assert_eq(coru_spawn(&q, queued_for_ever, NULL, NULL), 0);
