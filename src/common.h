@@ -44,4 +44,17 @@ __attribute__((noreturn, format(printf, 2, 3))) void coru__panic(const char *fun
 /* Monotonic clock in nanoseconds. */
 int64_t coru__now_ns(void);
 
+/* Deadlines (coru.h): only CORU_NEVER (-1) means "none"; every other
+ * value is an absolute time, and any other negative one is long past. */
+#define CORU__NEVER ((int64_t)-1)
+static inline int coru__dl_set(int64_t deadline)
+{
+    return deadline != CORU__NEVER;
+}
+/* Whether a deadline is set and has passed (reads the clock only then). */
+static inline int coru__dl_passed(int64_t deadline)
+{
+    return deadline != CORU__NEVER && (deadline < 0 || deadline <= coru__now_ns());
+}
+
 #endif

@@ -1,13 +1,18 @@
 /* test_time: the clock and sleeping: coru_now, coru_sleep, coru_sleep_until
  * from coroutines (both engines), plain threads and generator bodies;
- * wake order of many sleepers, a million sleepers at once, and
- * coru_cancel ending a sleep. Durations are only checked from below. */
+ * wake order of many sleepers, a million sleepers at once,
+ * coru_cancel ending a sleep, and what a past (or negative) deadline
+ * does in every _dl call. Durations are only checked from below. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "coru.h"
@@ -409,4 +414,123 @@ Test(time, a_long_computation_does_not_hold_up_a_coroutine_woken_with_it, .timeo
         cr_assert_eq(atomic_load(&p.timed_out), 0, "round %d: one coroutine waited for the other's computation",
                      round);
     }
+}
+
+/* ------------------------------------------------------------ negative deadlines */
+
+/* Only CORU_NEVER (-1) means "no deadline": any other negative value is
+ * long past, and every _dl call that would have to wait returns
+ * -ETIMEDOUT at once, like a deadline of 0 (coru_sleep_until returns 0,
+ * its deadline reached). */
+static const int64_t past[] = {0, -2, -1000000000LL, INT64_MIN};
+
+static void *never_finishes(void *arg)
+{
+    return (void *)(intptr_t)coru_sleep_until(CORU_NEVER); /* until cancelled */
+}
+
+static void *gate_job(void *arg)
+{
+    (void)arg;
+    return NULL;
+}
+
+static void *negative_dl_main(void *arg)
+{
+    (void)arg;
+    coru_chan *ch, *bch;
+    coru_mutex *m;
+    coru_cond *c;
+    coru_sema *s;
+    coru_waitgroup *wg;
+    cr_assert_eq(coru_chan_create(&ch, sizeof(int), 0), 0);
+    cr_assert_eq(coru_chan_create(&bch, sizeof(int), 1), 0);
+    int one = 1;
+    cr_assert_eq(coru_chan_send(bch, &one), 0); /* full */
+    cr_assert_eq(coru_mutex_create(&m), 0);
+    cr_assert_eq(coru_cond_create(&c), 0);
+    cr_assert_eq(coru_sema_create(&s, 0), 0);
+    cr_assert_eq(coru_waitgroup_create(&wg), 0);
+    cr_assert_eq(coru_waitgroup_add(wg, 1), 0);
+    coru_t *h;
+    cr_assert_eq(coru_spawn(&h, never_finishes, NULL, NULL), 0);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    int lfd = coru_tcp_listen("127.0.0.1", 0, 0, 0);
+    cr_assert_geq(lfd, 0);
+    int u = coru_udp_bind("127.0.0.1", 0);
+    cr_assert_geq(u, 0);
+
+    for (size_t i = 0; i < sizeof past / sizeof past[0]; i++) {
+        int64_t d = past[i];
+        long long dv = (long long)d;
+        int v;
+        char b[8];
+        int64_t t0 = coru_now();
+        cr_assert_eq(coru_chan_recv_dl(ch, &v, d), -ETIMEDOUT, "chan_recv_dl(%lld)", dv);
+        cr_assert_eq(coru_chan_send_dl(ch, &v, d), -ETIMEDOUT, "chan_send_dl(%lld)", dv);
+        cr_assert_eq(coru_chan_send_dl(bch, &v, d), -ETIMEDOUT, "send_dl on a full channel (%lld)", dv);
+        cr_assert_eq(coru_select(NULL, 0, d, 0), -ETIMEDOUT, "select(NULL, 0, %lld)", dv);
+        struct coru_sel sel = {.ch = ch, .op = CORU_SEL_RECV, .elem = &v};
+        cr_assert_eq(coru_select(&sel, 1, d, 0), -ETIMEDOUT, "select(%lld)", dv);
+        cr_assert_eq(coru_join_dl(h, NULL, d), -ETIMEDOUT, "join_dl(%lld)", dv);
+        cr_assert_eq(coru_mutex_lock(m), 0);
+        cr_assert_eq(coru_cond_wait_dl(c, m, d), -ETIMEDOUT, "cond_wait_dl(%lld)", dv);
+        cr_assert_eq(coru_mutex_trylock(m), -EBUSY, "cond_wait_dl must return with the mutex held");
+        cr_assert_eq(coru_mutex_lock_dl(m, d), -ETIMEDOUT, "mutex_lock_dl(%lld) on a held mutex", dv);
+        cr_assert_eq(coru_mutex_unlock(m), 0);
+        cr_assert_eq(coru_sema_acquire_dl(s, d), -ETIMEDOUT, "sema_acquire_dl(%lld)", dv);
+        cr_assert_eq(coru_waitgroup_wait_dl(wg, d), -ETIMEDOUT, "waitgroup_wait_dl(%lld)", dv);
+        cr_assert_eq(coru_sleep_until(d), 0, "sleep_until(%lld)", dv);
+        cr_assert_eq(coru_read_dl(sv[0], b, sizeof b, d), -ETIMEDOUT, "read_dl(%lld)", dv);
+        cr_assert_eq(coru_read_full(sv[0], b, sizeof b, d), -ETIMEDOUT, "read_full(%lld)", dv);
+        struct iovec iov = {.iov_base = b, .iov_len = sizeof b};
+        cr_assert_eq(coru_readv(sv[0], &iov, 1, d), -ETIMEDOUT, "readv(%lld)", dv);
+        cr_assert_eq(coru_recvfrom(u, b, sizeof b, NULL, NULL, d), -ETIMEDOUT, "recvfrom(%lld)", dv);
+        cr_assert_eq(coru_tcp_accept_dl(lfd, NULL, NULL, d), -ETIMEDOUT, "accept_dl(%lld)", dv);
+        cr_assert_eq(coru_blocking_dl(gate_job, NULL, NULL, d), -ETIMEDOUT, "blocking_dl(%lld)", dv);
+        cr_assert_eq(coru_pread_dl(sv[0], b, sizeof b, 0, d), -ETIMEDOUT, "pread_dl(%lld)", dv);
+        cr_assert_eq(coru_fsync_dl(sv[0], d), -ETIMEDOUT, "fsync_dl(%lld)", dv);
+        cr_assert_eq(coru_file_open_dl("/dev/null", O_RDONLY, 0, d), -ETIMEDOUT, "file_open_dl(%lld)", dv);
+        /* What can complete at once still does. */
+        cr_assert_eq(coru_write_dl(sv[1], "hi", 2, d), 2, "write_dl(%lld) with room", dv);
+        cr_assert_eq(coru_read_dl(sv[0], b, sizeof b, d), 2, "read_dl(%lld) with data waiting", dv);
+        cr_assert_lt(coru_now() - t0, 500 * MS, "deadline %lld waited", dv);
+    }
+    /* CORU_NEVER waits: the sleeper is still there until cancelled. */
+    cr_assert_eq(coru_sleep(10 * MS), 0);
+    cr_assert_eq(coru_join_dl(h, NULL, coru_now() + 10 * MS), -ETIMEDOUT);
+    cr_assert_eq(coru_cancel(h), 0);
+    void *r;
+    cr_assert_eq(coru_join(h, &r), 0);
+    cr_assert_eq((int)(intptr_t)r, -ECANCELED);
+
+    coru_close(u);
+    coru_close(lfd);
+    close(sv[0]);
+    close(sv[1]);
+    cr_assert_eq(coru_waitgroup_done(wg), 0);
+    coru_waitgroup_destroy(wg);
+    coru_sema_destroy(s);
+    coru_cond_destroy(c);
+    coru_mutex_destroy(m);
+    coru_chan_destroy(ch);
+    coru_chan_destroy(bch);
+    return NULL;
+}
+
+Test(time, every_negative_deadline_but_never_is_past_in_every_dl_call, .timeout = 60)
+{
+    FOR_EACH_ENGINE(io) cr_assert_eq(run_on(io, 2, negative_dl_main, NULL), 0);
+    /* Plain threads too. */
+    coru_chan *ch;
+    cr_assert_eq(coru_chan_create(&ch, sizeof(int), 0), 0);
+    for (size_t i = 0; i < sizeof past / sizeof past[0]; i++) {
+        int v = 0;
+        cr_assert_eq(coru_chan_recv_dl(ch, &v, past[i]), -ETIMEDOUT);
+        cr_assert_eq(coru_chan_send_dl(ch, &v, past[i]), -ETIMEDOUT);
+        cr_assert_eq(coru_select(NULL, 0, past[i], 0), -ETIMEDOUT);
+        cr_assert_eq(coru_sleep_until(past[i]), 0);
+    }
+    coru_chan_destroy(ch);
 }

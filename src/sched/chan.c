@@ -126,7 +126,7 @@ static int op(struct coru_chan *ch, enum coru_sel_op kind, void *elem, int64_t d
         coru__unlock(&ch->lock);
         return rc;
     }
-    if (deadline >= 0 && deadline <= coru__now_ns()) {
+    if (coru__dl_passed(deadline)) {
         coru__waiter_abort(&w);
         coru__unlock(&ch->lock);
         return -ETIMEDOUT;

@@ -130,7 +130,7 @@ int coru_select(struct coru_sel *cases, size_t n, int64_t deadline, int flags)
         unlock_all(chs, nch);
         goto out;
     }
-    if (deadline >= 0 && deadline <= coru__now_ns()) {
+    if (coru__dl_passed(deadline)) {
         coru__waiter_abort(&w);
         unlock_all(chs, nch);
         rc = -ETIMEDOUT;

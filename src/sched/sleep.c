@@ -10,7 +10,8 @@ int64_t coru_now(void)
 
 int coru_sleep_until(int64_t deadline)
 {
-    if (deadline <= coru__now_ns()) {
+    /* CORU_NEVER: parks until cancelled (a plain thread, forever). */
+    if (deadline != CORU__NEVER && deadline <= coru__now_ns()) {
         if (coru__gen_depth > 0) return -EPERM;
         /* A zero or past sleep is still a cancellation point, as
          * asyncio.sleep(0) is: a loop can poll for coru_cancel with it. */

@@ -110,7 +110,7 @@ static int wait_on(struct coru__lock *l, struct coru__waitq *q, int64_t deadline
         coru__unlock(l);
         return rc;
     }
-    if (deadline >= 0 && deadline <= coru__now_ns()) {
+    if (coru__dl_passed(deadline)) {
         coru__waiter_abort(&w);
         coru__unlock(l);
         return -ETIMEDOUT;
@@ -328,7 +328,7 @@ int coru_cond_wait_dl(coru_cond *c, coru_mutex *m, int64_t deadline)
         coru__waiter_abort(&w);
         return -EPERM; /* misuse: the caller does not hold m */
     }
-    bool expired = deadline >= 0 && deadline <= coru__now_ns();
+    bool expired = coru__dl_passed(deadline);
     if (!expired) {
         coru__wnode_init(&n, &w, NULL, 0);
         coru__waitq_push(&c->q, &n);

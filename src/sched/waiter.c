@@ -54,7 +54,7 @@ static int thread_block(struct coru__waiter *w, int64_t deadline)
     /* acquire: pairs with the release in coru__waiter_wake */
     while (atomic_load_explicit(&w->futex, memory_order_acquire) == 0) {
         struct timespec ts, *tsp = NULL;
-        if (deadline >= 0) {
+        if (coru__dl_set(deadline)) {
             int64_t left = deadline - coru__now_ns();
             if (left <= 0) {
                 if (coru__waiter_claim(w)) return w->code = -ETIMEDOUT;
@@ -74,7 +74,7 @@ int coru__waiter_block(struct coru__waiter *w, int64_t deadline)
 {
     struct coru_co *co = w->co;
     if (!co) return thread_block(w, deadline);
-    if (deadline >= 0) {
+    if (coru__dl_set(deadline)) {
         if (deadline <= coru__now_ns()) {
             if (coru__waiter_claim(w)) coru__waiter_wake(w, -ETIMEDOUT, -1);
         } else {
