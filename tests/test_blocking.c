@@ -389,6 +389,13 @@ static void *queued_for_ever(void *arg)
     return (void *)(intptr_t)coru_blocking_dl(count_run, arg, NULL, CORU_NEVER);
 }
 
+/* coru_blocking follows the same rule as coru_blocking_dl: a cancel while
+ * the job is queued drops it (fn never runs). */
+static void *queued_plain(void *arg)
+{
+    return (void *)(intptr_t)coru_blocking(count_run, arg, NULL);
+}
+
 static void *dl_body(void *arg)
 {
     (void)arg;
@@ -410,6 +417,12 @@ static void *dl_body(void *arg)
     cr_assert_eq(coru_join(q, &qrc), 0);
     cr_assert_eq((int)(intptr_t)qrc, -ECANCELED);
     cr_assert_eq(atomic_load(&ran), 0, "no dropped job ran");
+    cr_assert_eq(coru_spawn(&q, queued_plain, NULL, NULL), 0);
+    coru_sleep(20 * MS);
+    cr_assert_eq(coru_cancel(q), 0);
+    cr_assert_eq(coru_join(q, &qrc), 0);
+    cr_assert_eq((int)(intptr_t)qrc, -ECANCELED, "coru_blocking cancelled while queued");
+    cr_assert_eq(atomic_load(&ran), 0, "no dropped job ran");
 
     atomic_store(&gate_open, 1);
     for (int i = 0; i < 2; i++) cr_assert_eq(coru_join(h[i], NULL), 0);
@@ -427,5 +440,10 @@ static void *dl_body(void *arg)
 Test(blocking, deadline_or_cancel_drops_a_queued_job_but_a_started_one_finishes, .timeout = 30)
 {
     cr_assert_eq(setenv("CORU_BLOCKING_THREADS", "2", 1), 0);
-    cr_assert_eq(run_on(CORU_IO_AUTO, 2, dl_body, NULL), 0);
+    FOR_EACH_ENGINE(io) {
+        atomic_store(&gate_open, 0);
+        atomic_store(&gate_in, 0);
+        atomic_store(&ran, 0);
+        cr_assert_eq(run_on(io, 2, dl_body, NULL), 0);
+    }
 }

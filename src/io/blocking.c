@@ -12,12 +12,12 @@
  *     waiter can be woken by nobody else, so the stack (and fn's
  *     arguments on it) stay valid until that thread's coru__waiter_wake,
  *     after which the thread touches neither the job nor the waiter.
- *   - coru_blocking parks without timer or cancellation, so that claim
- *     always succeeds. coru_blocking_dl parks with both: if the deadline
- *     or a cancel claims the waiter first, fn never runs; a thread that
- *     pops such a job loses the claim and drops it without touching it
- *     again, and the caller, before returning, takes pool.mu and unlinks
- *     the job if it is still queued (step 4 of the protocol).
+ *   - The caller parks with its deadline and cancellation: if either
+ *     claims the waiter first, fn never runs; a thread that pops such a
+ *     job loses the claim and drops it without touching it again, and
+ *     the caller, before returning, takes pool.mu and unlinks the job if
+ *     it is still queued (step 4 of the protocol). Once a thread has
+ *     claimed the job, only that thread's wake ends the wait.
  *   - Threads start lazily, one per job that finds no idle thread, up to
  *     `max` (64, or CORU_BLOCKING_THREADS in 1..1024). An idle thread
  *     exits after IDLE_NS without a job. Threads are detached: nothing
@@ -237,11 +237,13 @@ static void unlink_job(struct job *j)
     }
 }
 
-static int run_blocking(void *(*fn)(void *arg), void *arg, void **result, int64_t deadline, bool dl)
+/* coru_blocking and coru_blocking_dl: one rule. The caller parks with its
+ * deadline and cancellation; either can only keep fn from starting. */
+static int run_blocking(void *(*fn)(void *arg), void *arg, void **result, int64_t deadline)
 {
     if (!fn) return -EINVAL;
     if (coru__gen_depth > 0) return -EPERM;
-    if (dl && deadline >= 0 && deadline <= coru__now_ns()) return -ETIMEDOUT;
+    if (coru__dl_passed(deadline)) return -ETIMEDOUT;
     if (!coru__co_self()) { /* a plain thread may block itself */
         void *r = fn(arg);
         if (result) *result = r;
@@ -256,21 +258,14 @@ static int run_blocking(void *(*fn)(void *arg), void *arg, void **result, int64_
         coru__waiter_abort(&w);
         return rc;
     }
-    if (!dl) {
-        /* No timer, no cancel registration: the pool thread that takes
-         * j wakes us when fn has returned. */
-        rc = coru__waiter_block_uncancellable(&w);
-        if (rc) CORU_PANIC("blocking job woke its caller with %d", rc);
-    } else {
-        rc = coru__waiter_block(&w, deadline);
-        if (rc) {
-            /* The deadline or a cancel claimed the wait: no thread runs
-             * j. Step 4: once we hold pool.mu no thread holds j either. */
-            pthread_mutex_lock(&pool.mu);
-            unlink_job(&j);
-            pthread_mutex_unlock(&pool.mu);
-            return rc;
-        }
+    rc = coru__waiter_block(&w, deadline);
+    if (rc) {
+        /* The deadline or a cancel claimed the wait: no thread runs j.
+         * Step 4: once we hold pool.mu no thread holds j either. */
+        pthread_mutex_lock(&pool.mu);
+        unlink_job(&j);
+        pthread_mutex_unlock(&pool.mu);
+        return rc;
     }
     if (result) *result = j.result;
     return 0;
@@ -278,12 +273,12 @@ static int run_blocking(void *(*fn)(void *arg), void *arg, void **result, int64_
 
 int coru_blocking(void *(*fn)(void *arg), void *arg, void **result)
 {
-    return run_blocking(fn, arg, result, CORU_NEVER, false);
+    return run_blocking(fn, arg, result, CORU_NEVER);
 }
 
 int coru_blocking_dl(void *(*fn)(void *arg), void *arg, void **result, int64_t deadline)
 {
-    return run_blocking(fn, arg, result, deadline, true);
+    return run_blocking(fn, arg, result, deadline);
 }
 
 /* ---------------------------------------------------------- getaddrinfo */

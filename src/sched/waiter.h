@@ -70,8 +70,8 @@ void coru__waiter_abort(struct coru__waiter *w);
  * set, -ETIMEDOUT or -ECANCELED. */
 int coru__waiter_block(struct coru__waiter *w, int64_t deadline);
 /* Step 3 without a timer and without registering for cancellation: only
- * the party that holds w (a blocking-pool thread running a job whose
- * memory is on the waiter's stack) can wake it, so the waiter cannot
+ * the party that holds w (the completion of an io_uring op whose buffer
+ * and struct are on the waiter's stack) can wake it, so the waiter cannot
  * return while that party still uses it. A coru_cancel meanwhile only
  * sets the sticky flag, which the waiter's next wait sees. Returns
  * w->code as set by the claimer. */
