@@ -129,26 +129,41 @@ static void fill_and_verify(struct coru__stack *s)
     /* The descriptor and (unguarded) the canary are outside the region. */
     cr_assert_eq(memcmp(&copy, s, sizeof copy), 0);
     coru__stack_check(s);
-    cr_assert((uintptr_t)s >= (uintptr_t)s->lo + s->size);
-    cr_assert((uintptr_t)(s + 1) <= (uintptr_t)s->map_base + s->map_len);
+    if (s->flags != (CORU__STACK_SLAB | CORU__STACK_GMARK)) { /* those keep it beside the slab */
+        cr_assert((uintptr_t)s >= (uintptr_t)s->lo + s->size);
+        cr_assert((uintptr_t)(s + 1) <= (uintptr_t)s->map_base + s->map_len);
+    }
     cr_assert_eq(((uintptr_t)s->lo + s->size) % 16, 0);
+}
+
+/* The flags of a stack past the guard budget: with MADV_GUARD_INSTALL a
+ * guard marker, else a canary. */
+static uint32_t past_budget_flags(bool dflt)
+{
+    uint32_t gm = coru__stack_guard_madvise() ? CORU__STACK_GMARK : 0;
+    return (dflt ? CORU__STACK_SLAB : 0u) | gm;
 }
 
 Test(stack, usable_region_is_writable_from_lo_to_the_top)
 {
     size_t sizes[] = {0, 16 * KiB, 100 * KiB};
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-        struct coru__stack *s;
-        cr_assert_eq(coru__stack_alloc(NULL, sizes[i], &s), 0);
-        cr_assert_eq(s->flags, CORU__STACK_GUARDED);
-        cr_assert_eq((uintptr_t)s->lo % page_size(), 0);
-        fill_and_verify(s);
-        coru__stack_free(NULL, s);
+    bool have_gm = coru__stack_guard_madvise();
+    for (int gm = 0; gm < 2; gm++) { /* both layouts past the budget */
+        coru__stack_use_guard_madvise(gm && have_gm);
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            struct coru__stack *s;
+            cr_assert_eq(coru__stack_alloc(NULL, sizes[i], &s), 0);
+            cr_assert_eq(s->flags, CORU__STACK_GUARDED);
+            cr_assert_eq((uintptr_t)s->lo % page_size(), 0);
+            fill_and_verify(s);
+            coru__stack_free(NULL, s);
 
-        cr_assert_eq(coru__stack_alloc_unguarded(sizes[i], &s), 0);
-        cr_assert_eq(s->flags, sizes[i] == 0 ? CORU__STACK_SLAB : 0u);
-        fill_and_verify(s);
-        coru__stack_free(NULL, s);
+            cr_assert_eq(coru__stack_alloc_unguarded(sizes[i], &s), 0);
+            cr_assert_eq(s->flags, past_budget_flags(sizes[i] == 0));
+            if (s->flags & CORU__STACK_GMARK) cr_assert_eq((uintptr_t)s->lo % page_size(), 0);
+            fill_and_verify(s);
+            coru__stack_free(NULL, s);
+        }
     }
 }
 
@@ -202,7 +217,7 @@ Test(stack, default_is_64k_and_set_default_changes_it)
     /* Past the budget, the new default gets slabs of its own. */
     struct coru__stack *u;
     cr_assert_eq(coru__stack_alloc_unguarded(0, &u), 0);
-    cr_assert_eq(u->flags, CORU__STACK_SLAB);
+    cr_assert_eq(u->flags, past_budget_flags(true));
     cr_assert_eq(u->size, 128 * KiB);
     fill_and_verify(u);
     coru__stack_free(NULL, u);
@@ -288,14 +303,14 @@ Test(stack, guarded_stacks_come_first_and_never_exceed_the_budget, .timeout = 12
     cr_assert_not_null(s);
     for (size_t i = 0; i < n; i++) {
         cr_assert_eq(coru__stack_alloc(NULL, 0, &s[i]), 0);
-        cr_assert_eq(s[i]->flags, i < room ? CORU__STACK_GUARDED : CORU__STACK_SLAB, "stack %zu", i);
+        cr_assert_eq(s[i]->flags, i < room ? CORU__STACK_GUARDED : past_budget_flags(true), "stack %zu", i);
         cr_assert_leq(coru__stack_guarded_count(), budget);
     }
     cr_assert_eq(coru__stack_guarded_count(), budget);
-    /* Past the budget, other sizes get unguarded mappings of their own. */
+    /* Past the budget, other sizes get mappings of their own. */
     struct coru__stack *odd;
     cr_assert_eq(coru__stack_alloc(NULL, 32 * KiB, &odd), 0);
-    cr_assert_eq(odd->flags, 0);
+    cr_assert_eq(odd->flags, past_budget_flags(false));
     fill_and_verify(odd);
     coru__stack_free(NULL, odd);
 
@@ -397,19 +412,26 @@ static int recurse(int n)
 
 static void co_entry(void) { recurse(0); }
 
+/* Runs entry() on stack s through ucontext and comes back. */
+static void run_on_stack(struct coru__stack *s, void (*entry)(void))
+{
+    getcontext(&co_uc);
+    co_uc.uc_stack.ss_sp = s->lo;
+    co_uc.uc_stack.ss_size = s->size;
+    co_uc.uc_link = &main_uc;
+    makecontext(&co_uc, entry, 0);
+    coru__stack_set_current(s);
+    swapcontext(&main_uc, &co_uc);
+    coru__stack_set_current(NULL);
+}
+
 static void recursion_child(void)
 {
     if (coru__stack_thread_init() != 0) _exit(10);
     struct coru__stack *s;
     if (coru__stack_alloc(NULL, 0, &s) != 0) _exit(11);
     s->owner_id = 77;
-    getcontext(&co_uc);
-    co_uc.uc_stack.ss_sp = s->lo;
-    co_uc.uc_stack.ss_size = s->size;
-    co_uc.uc_link = &main_uc;
-    makecontext(&co_uc, co_entry, 0);
-    coru__stack_set_current(s);
-    swapcontext(&main_uc, &co_uc);
+    run_on_stack(s, co_entry);
     _exit(12);
 }
 
@@ -419,10 +441,86 @@ Test(stack, deep_recursion_on_a_guarded_stack_is_reported, .timeout = 30)
     int st = run_child(recursion_child, out, sizeof out);
     assert_aborted_with(st, out, "coru: coroutine 77 overflowed its stack (65536 bytes)\n");
 }
+
+/* The outside tester's overflow: frames of about 144 bytes that write
+ * nothing but their return address, recursing about 3 KiB past lo on a
+ * 16 KiB stack past the guard budget, then returning. A 64-byte canary
+ * let most of those through; a guard page (MADV_GUARD_INSTALL) or the
+ * 256-byte canary must catch them: the first at the fault, the second
+ * at the check that follows (a switch out, or the free). */
+static volatile int sparse_depth;
+static volatile int sparse_sink;
+
+__attribute__((noinline)) static int sparse(int n)
+{
+    char frame[128]; /* allocated, never written */
+    __asm__ volatile("" : : "r"(frame) : "memory");
+    if (n <= 0) return 0;
+    return sparse(n - 1) + 1;
+}
+
+static void sparse_entry(void) { sparse_sink = sparse(sparse_depth); }
+
+static void sparse_child(bool gm)
+{
+    if (coru__stack_thread_init() != 0) _exit(10);
+    coru__stack_use_guard_madvise(gm);
+    struct coru__stack *s;
+    if (coru__stack_alloc_unguarded(16 * KiB, &s) != 0) _exit(11);
+    if (!!(s->flags & CORU__STACK_GMARK) != gm) _exit(13);
+    s->owner_id = 55;
+    /* (16 KiB + 3 KiB) / 144 bytes a frame */
+    sparse_depth = (int)((16 * KiB + 3 * KiB) / 144);
+    run_on_stack(s, sparse_entry);
+    coru__stack_check(s);
+    _exit(12);
+}
+
+static void sparse_gm_child(void) { sparse_child(true); }
+static void sparse_canary_child(void) { sparse_child(false); }
+
+Test(stack, sparse_frames_past_the_budget_are_caught, .timeout = 30)
+{
+    char out[1024];
+    int st;
+    if (coru__stack_guard_madvise()) {
+        st = run_child(sparse_gm_child, out, sizeof out);
+        assert_aborted_with(st, out, "coru: coroutine 55 overflowed its stack (16384 bytes)\n");
+    } else {
+        cr_log_warn("MADV_GUARD_INSTALL is not available here: guard-marked stacks untested");
+    }
+    st = run_child(sparse_canary_child, out, sizeof out);
+    assert_aborted_with(st, out, "coru: coroutine 55 overflowed its stack (16384 bytes)\n");
+}
 #endif
+
+/* A guard-marked stack (past the budget, MADV_GUARD_INSTALL) reports a
+ * write just below lo like a guarded one, and adds no mapping. */
+static void gmark_write_child(void)
+{
+    if (coru__stack_thread_init() != 0) _exit(10);
+    struct coru__stack *s;
+    if (coru__stack_alloc_unguarded(0, &s) != 0 || s->flags != (CORU__STACK_SLAB | CORU__STACK_GMARK)) _exit(11);
+    s->owner_id = 43;
+    coru__stack_set_current(s);
+    ((volatile char *)s->lo)[-1] = 1;
+    _exit(12);
+}
+
+Test(stack, guard_marked_stacks_report_a_write_below_lo, .timeout = 30)
+{
+    if (!coru__stack_guard_madvise()) {
+        cr_log_warn("MADV_GUARD_INSTALL is not available here (Linux 6.13+): skipped");
+        return;
+    }
+    char out[1024];
+    int st = run_child(gmark_write_child, out, sizeof out);
+    assert_aborted_with(st, out, "coru: coroutine 43 overflowed its stack (65536 bytes)\n");
+}
 
 static void canary_slab_child(void)
 {
+    coru__stack_use_guard_madvise(false);
     struct coru__stack *s;
     if (coru__stack_alloc_unguarded(0, &s) != 0 || s->flags != CORU__STACK_SLAB) _exit(11);
     s->owner_id = 7;
@@ -434,16 +532,18 @@ static void canary_slab_child(void)
 
 static void canary_lone_child(void)
 {
+    coru__stack_use_guard_madvise(false);
     struct coru__stack *s;
     if (coru__stack_alloc_unguarded(32 * KiB, &s) != 0 || s->flags != 0) _exit(11);
     s->owner_id = 8;
-    ((volatile char *)s->lo)[-64] = 0;
+    ((volatile char *)s->lo)[-256] = 0; /* the lowest byte of the canary */
     coru__stack_check(s);
     _exit(12);
 }
 
 static void canary_free_child(void)
 {
+    coru__stack_use_guard_madvise(false);
     struct coru__stack_pool p;
     coru__stack_pool_init(&p);
     struct coru__stack *s;

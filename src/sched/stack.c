@@ -4,9 +4,14 @@
  * Invariants:
  *   - guarded_count is the number of mapped stacks with CORU__STACK_GUARDED
  *     (pooled or in use) and never exceeds guard_budget.
- *   - Every unguarded stack carries an intact canary at [lo - 64, lo) from
- *     the moment it is handed out until it is released; a stack whose
- *     canary is broken is never pooled or recycled (free checks first).
+ *   - Every stack has a guard page below lo: its own PROT_NONE page
+ *     (CORU__STACK_GUARDED, counted in the budget) or, where the kernel
+ *     has MADV_GUARD_INSTALL (6.13), a guard marker in the page tables
+ *     that needs no VMA (CORU__STACK_GMARK: slab slots and lone mappings
+ *     past the budget). On older kernels, stacks past the budget carry
+ *     instead an intact canary at [lo - CANARY_LEN, lo) from the moment
+ *     they are handed out until they are released; a stack whose canary
+ *     is broken is never pooled or recycled (free checks first).
  *   - A slab slot belongs to its slab forever. Slabs are never unmapped:
  *     unmapping one would need all 64 slots free at once, and unmapping a
  *     single slot would split the slab's VMA, the very thing slabs avoid.
@@ -56,7 +61,10 @@
 /* Larger requests fail with -ENOMEM; keeps size arithmetic far from
  * overflow. */
 #define MAX_STACK ((size_t)1 << 40)
-#define CANARY_LEN 64
+/* The canary below an unguarded stack: a frame of up to this many bytes
+ * cannot step over it without writing into it (its call pushes a return
+ * address somewhere in every span this long). */
+#define CANARY_LEN 256
 /* The descriptor's footprint at the top of a stack; a multiple of 64 so
  * that slab slots keep lo and lo + size 64-byte aligned. */
 #define DESC_SPACE 64
@@ -70,6 +78,9 @@
 #define OVERFLOW_WINDOW ((size_t)64 * 1024)
 #define ALTSTACK_SIZE ((size_t)64 * 1024)
 #define HUGE_PAGE ((size_t)2 * 1024 * 1024)
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102 /* Linux 6.13: guard pages without a VMA */
+#endif
 
 _Static_assert(sizeof(struct coru__stack) <= DESC_SPACE, "descriptor must fit in DESC_SPACE");
 
@@ -77,6 +88,11 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static size_t page;
 static size_t builtin_default;
 static size_t guard_budget;
+/* Whether MADV_GUARD_INSTALL works here (probed in global_init; off with
+ * CORU_NO_GUARD_MADVISE=1 or, in tests, coru__stack_use_guard_madvise).
+ * Relaxed: a setting; each slab class and each stack records the layout
+ * it was made with. */
+static _Atomic bool guard_madv;
 /* Relaxed everywhere: the default is a plain setting. A thread that reads
  * a stale value at worst pools a stack of the old size, which the pool
  * drains when it meets it. */
@@ -89,6 +105,9 @@ static _Atomic size_t guarded_count;
  * (one per default size ever used) and never freed, like the slabs. */
 struct slab_class {
     size_t size;              /* usable bytes per slot */
+    bool gm;                  /* slots start with a MADV_GUARD_INSTALL page
+                                 and keep their descriptors in `descs` */
+    struct coru__stack *descs; /* gm: descriptors of the newest slab's slots */
     struct coru__stack *free; /* released slots, LIFO; pages madvised away */
     char *carve;              /* next never-used slot of the newest slab */
     size_t carve_left;        /* never-used slots left there */
@@ -161,9 +180,33 @@ static void global_init(void)
     size_t maps = read_number("/proc/sys/vm/max_map_count");
     if (maps == 0) maps = DEFAULT_MAX_MAP_COUNT;
     guard_budget = maps > VMA_RESERVE ? (maps - VMA_RESERVE) / 4 : 0;
+
+    /* A guard page installed by madvise lives in the page tables, not in
+     * a VMA of its own, so stacks past the budget get one too. */
+    const char *no = getenv("CORU_NO_GUARD_MADVISE");
+    if (!(no && *no && strcmp(no, "0") != 0)) {
+        char *m = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m != MAP_FAILED) {
+            atomic_store_explicit(&guard_madv, madvise(m, page, MADV_GUARD_INSTALL) == 0, memory_order_relaxed);
+            munmap(m, 2 * page);
+        }
+    }
 }
 
 static void ensure_init(void) { pthread_once(&init_once, global_init); }
+
+void coru__stack_use_guard_madvise(bool on)
+{
+    ensure_init();
+    atomic_store_explicit(&guard_madv, on, memory_order_relaxed);
+}
+
+bool coru__stack_guard_madvise(void)
+{
+    ensure_init();
+    return atomic_load_explicit(&guard_madv, memory_order_relaxed);
+}
+
 
 size_t coru__stack_default(void)
 {
@@ -260,7 +303,7 @@ __attribute__((noreturn, cold)) static void report_overflow(const struct coru__s
 
 void coru__stack_check(const struct coru__stack *s)
 {
-    if (s->flags & CORU__STACK_GUARDED) return;
+    if (s->flags & (CORU__STACK_GUARDED | CORU__STACK_GMARK)) return;
     if (unlikely(!canary_ok(s->lo))) report_overflow(s);
 }
 
@@ -295,12 +338,11 @@ static char *map_rw(size_t len)
     return m;
 }
 
-static struct coru__stack *desc_at(char *top, size_t size, void *map_base, size_t map_len, uint32_t flags)
+/* Fills the descriptor at s. */
+static struct coru__stack *desc_fill(struct coru__stack *s, char *lo, size_t size, void *map_base, size_t map_len,
+                                     uint32_t flags)
 {
-    struct coru__stack *s = (struct coru__stack *)(void *)(top - DESC_SPACE);
-    /* Guarded: the descriptor's page lies above lo + size. Unguarded: the
-     * descriptor sits right on lo + size. */
-    s->lo = top - (flags & CORU__STACK_GUARDED ? page : DESC_SPACE) - size;
+    s->lo = lo;
     s->size = size;
     s->map_base = map_base;
     s->map_len = map_len;
@@ -309,6 +351,15 @@ static struct coru__stack *desc_at(char *top, size_t size, void *map_base, size_
     s->flags = flags;
     s->vg_id = 0;
     return s;
+}
+
+/* The descriptor in the top DESC_SPACE bytes below `top`. Guarded: the
+ * descriptor's page lies above lo + size. Unguarded: the descriptor sits
+ * right on lo + size. */
+static struct coru__stack *desc_at(char *top, size_t size, void *map_base, size_t map_len, uint32_t flags)
+{
+    char *lo = top - (flags & (CORU__STACK_GUARDED | CORU__STACK_GMARK) ? page : DESC_SPACE) - size;
+    return desc_fill((struct coru__stack *)(void *)(top - DESC_SPACE), lo, size, map_base, map_len, flags);
 }
 
 /* Takes one unit of the guard budget; false when it is used up. */
@@ -326,24 +377,27 @@ static void guard_unreserve(void) { atomic_fetch_sub_explicit(&guarded_count, 1,
 
 /* guard page | size usable bytes | one page whose top holds the
  * descriptor. lo and lo + size are page aligned, so the descriptor needs
- * a page of its own. */
-static struct coru__stack *map_guarded(size_t size)
+ * a page of its own. The guard is its own PROT_NONE VMA (CORU__STACK_GUARDED)
+ * or, gm, a MADV_GUARD_INSTALL marker in the same VMA (CORU__STACK_GMARK). */
+static struct coru__stack *map_guarded(size_t size, bool gm)
 {
     size_t len = page + size + page;
     char *m = map_rw(len);
     if (!m) return NULL;
-    if (mprotect(m, page, PROT_NONE) != 0) {
+    if ((gm ? madvise(m, page, MADV_GUARD_INSTALL) : mprotect(m, page, PROT_NONE)) != 0) {
         munmap(m, len);
         return NULL;
     }
-    return desc_at(m + len, size, m, len, CORU__STACK_GUARDED);
+    return desc_at(m + len, size, m, len, gm ? CORU__STACK_GMARK : CORU__STACK_GUARDED);
 }
 
-/* An unguarded stack of a non-default size: canary | usable | descriptor,
- * pushed to the top of its mapping so the descriptor and the stack's top
- * share a page. */
+/* A stack of a non-default size past the budget. With MADV_GUARD_INSTALL:
+ * laid out as a guarded one, its guard a marker (one VMA). Otherwise
+ * canary | usable | descriptor, pushed to the top of its mapping so the
+ * descriptor and the stack's top share a page. */
 static struct coru__stack *map_lone(size_t size)
 {
+    if (atomic_load_explicit(&guard_madv, memory_order_relaxed)) return map_guarded(size, true);
     size_t len = round_up(CANARY_LEN + size + DESC_SPACE, page);
     char *m = map_rw(len);
     if (!m) return NULL;
@@ -352,17 +406,21 @@ static struct coru__stack *map_lone(size_t size)
     return s;
 }
 
-static size_t slot_len(size_t size) { return CANARY_LEN + size + DESC_SPACE; }
+/* A slot: canary | usable | descriptor, or (gm) guard page | usable,
+ * page aligned, its descriptor kept apart so that an idle slot keeps no
+ * page resident. */
+static size_t slot_len(size_t size, bool gm) { return gm ? page + size : CANARY_LEN + size + DESC_SPACE; }
 
 /* Caller holds slab_lock. NULL only when a new class cannot be
  * allocated. */
-static struct slab_class *find_class(size_t size)
+static struct slab_class *find_class(size_t size, bool gm)
 {
     for (struct slab_class *c = classes; c; c = c->next)
-        if (c->size == size) return c;
+        if (c->size == size && c->gm == gm) return c;
     struct slab_class *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->size = size;
+    c->gm = gm;
     c->next = classes;
     classes = c;
     return c;
@@ -374,10 +432,12 @@ static struct slab_class *find_class(size_t size)
  * slab each. */
 static struct coru__stack *slab_get(size_t size)
 {
-    struct coru__stack *s = NULL;
+    struct coru__stack *s = NULL, *desc = NULL;
     char *slot = NULL;
+    bool gm = atomic_load_explicit(&guard_madv, memory_order_relaxed);
+    size_t len = slot_len(size, gm);
     pthread_mutex_lock(&slab_lock);
-    struct slab_class *c = find_class(size);
+    struct slab_class *c = find_class(size, gm);
     if (!c) goto out;
     if (c->free) {
         s = c->free;
@@ -386,19 +446,30 @@ static struct coru__stack *slab_get(size_t size)
         goto out;
     }
     if (c->carve_left == 0) {
-        char *m = map_rw(round_up(slot_len(size) * SLAB_SLOTS, page));
+        size_t mlen = round_up(len * SLAB_SLOTS, page);
+        char *m = map_rw(mlen);
         if (!m) goto out;
+        if (gm && !(c->descs = calloc(SLAB_SLOTS, sizeof *c->descs))) {
+            munmap(m, mlen);
+            goto out;
+        }
         c->carve = m;
         c->carve_left = SLAB_SLOTS;
     }
     slot = c->carve;
-    c->carve += slot_len(size);
+    if (gm) desc = &c->descs[SLAB_SLOTS - c->carve_left];
+    c->carve += len;
     c->carve_left--;
 out:
     pthread_mutex_unlock(&slab_lock);
-    if (slot) {
+    if (slot && gm) {
+        /* Ours alone now. A failed install (no memory for page tables)
+         * leaves the slot unused for good: it cannot go out unguarded. */
+        if (madvise(slot, page, MADV_GUARD_INSTALL) != 0) return NULL;
+        s = desc_fill(desc, slot + page, size, slot, len, CORU__STACK_SLAB | CORU__STACK_GMARK);
+    } else if (slot) {
         /* The slot is ours alone now; fill it in outside the lock. */
-        s = desc_at(slot + slot_len(size), size, slot, slot_len(size), CORU__STACK_SLAB);
+        s = desc_at(slot + len, size, slot, len, CORU__STACK_SLAB);
         canary_set(s->lo);
     }
     return s;
@@ -406,15 +477,18 @@ out:
 
 /* Gives a slab slot's memory back and puts it on the global free list.
  * Only whole pages strictly inside [lo, lo + size) are dropped: the page
- * with the canary and the page with the descriptor stay (see Invariants). */
+ * with the canary and the page with the descriptor stay (see Invariants).
+ * A gm slot is page aligned and keeps its descriptor apart, so all of its
+ * usable pages go (its guard page survives MADV_DONTNEED). */
 static void slab_put(struct coru__stack *s)
 {
+    bool gm = s->flags & CORU__STACK_GMARK;
     uintptr_t from = round_up((uintptr_t)s->lo, page);
     uintptr_t to = round_down((uintptr_t)s->lo + s->size, page);
     if (to > from) (void)madvise((void *)from, to - from, MADV_DONTNEED);
 
     pthread_mutex_lock(&slab_lock);
-    struct slab_class *c = find_class(s->size); /* exists: s was carved from it */
+    struct slab_class *c = find_class(s->size, gm); /* exists: s was carved from it */
     CORU_ASSERT(c != NULL);
     s->next = c->free;
     c->free = s;
@@ -438,7 +512,7 @@ static int alloc_global(size_t size, bool allow_guard, struct coru__stack **out)
 {
     struct coru__stack *s = NULL;
     if (allow_guard && guard_reserve()) {
-        s = map_guarded(size);
+        s = map_guarded(size, false);
         /* Out of memory or of VMAs: an unguarded stack may still fit. */
         if (!s) guard_unreserve();
     }

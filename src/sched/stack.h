@@ -8,26 +8,42 @@
  *   | guard page PROT_NONE | usable stack ...    | unused | struct coru__stack |
  *                         ^ lo (page aligned)   ^ lo+size (page aligned)
  *
- *   unguarded, a slot of a slab (slots packed back to back) or a mapping:
+ *   past the budget, with MADV_GUARD_INSTALL (Linux 6.13+): a slot of a
+ *   slab (slots back to back, page aligned) or a mapping of its own laid
+ *   out as a guarded one; the guard page is a marker in the page tables:
+ *   | guard page (madvise) | usable stack ...    | next slot
+ *                         ^ lo (page aligned)   ^ lo+size
+ *   (a slab slot's struct coru__stack lives in an array beside the slab)
+ *
+ *   past the budget, older kernels: a slot of a slab (slots packed back to
+ *   back) or a mapping of its own:
  *   map_base
- *   | canary (64 bytes) | usable stack ...    | struct coru__stack | next slot
- *                       ^ lo (64-byte aligned) ^ lo+size
+ *   | canary (256 bytes) | usable stack ...    | struct coru__stack | next slot
+ *                        ^ lo (64-byte aligned) ^ lo+size
  *
  * The descriptor lives in the top bytes of the stack's memory so a stack
- * costs no separate allocation. The coroutine's first frame starts at
- * lo + size (16-byte aligned). In a slab the top of one slot's stack, its
- * descriptor and the next slot's canary share a page, so an idle slab
- * stack keeps about one resident page.
+ * costs no separate allocation (except for guard-marked slab slots). The
+ * coroutine's first frame starts at lo + size (16-byte aligned). In a
+ * canary slab the top of one slot's stack, its descriptor and the next
+ * slot's canary share a page, so an idle slab stack keeps about one
+ * resident page; an idle guard-marked slot keeps none.
  *
- * Guarded vs unguarded: a guard page splits the mapping into two VMAs, and
- * vm.max_map_count (65530 by default) caps VMAs per process. Stacks are
- * guarded while the number of guarded stacks stays under a budget derived
- * from vm.max_map_count (read once: a quarter of what is left after a
- * reserve of 8192, so guarded stacks take at most half the limit); past
- * it, stacks of the default size are carved 64 at a time from slabs (one
- * mapping each, never unmapped), other sizes get a mapping of their own;
- * neither has a guard page, both carry a canary just below `lo` that
+ * Guarded vs past the budget: a PROT_NONE guard page splits the mapping
+ * into two VMAs, and vm.max_map_count (65530 by default) caps VMAs per
+ * process. Stacks get one while the number of guarded stacks stays under
+ * a budget derived from vm.max_map_count (read once: a quarter of what is
+ * left after a reserve of 8192, so guarded stacks take at most half the
+ * limit); past it, stacks of the default size are carved 64 at a time
+ * from slabs (one mapping each, never unmapped), other sizes get a
+ * mapping of their own. Where the kernel has MADV_GUARD_INSTALL (probed
+ * once; CORU_NO_GUARD_MADVISE=1 turns it off) those get a guard page that
+ * costs no VMA; elsewhere they carry a canary just below `lo` that
  * coru__stack_check verifies (the scheduler calls it on every switch out).
+ *
+ * What an overflow can get past: a frame larger than the guard page
+ * (4 KiB) or, on the canary path, than the canary (256 bytes) may land
+ * below it without touching it. A guard page catches the first touch; a
+ * canary only a write into it, seen at the next switch out or free.
  *
  * Ownership: a stack belongs to exactly one of: a pool's free list (only
  * that pool's owner thread touches it), the global free list of slab
@@ -54,8 +70,9 @@ struct coru__stack {
                                neither: an unguarded mapping of its own */
     uint32_t vg_id;         /* valgrind stack id while registered, else 0 */
 };
-#define CORU__STACK_GUARDED 1u
-#define CORU__STACK_SLAB 2u
+#define CORU__STACK_GUARDED 1u /* own PROT_NONE guard page, in the budget */
+#define CORU__STACK_SLAB 2u    /* a slot of a slab */
+#define CORU__STACK_GMARK 4u   /* guard page by MADV_GUARD_INSTALL (no VMA) */
 
 /* A per-thread cache of free stacks of the default size. */
 struct coru__stack_pool {
@@ -125,7 +142,13 @@ size_t coru__stack_guarded_count(void);
 size_t coru__stack_guard_budget(void);
 
 /* Tests only: allocates as if the guard budget were used up (a slab stack
- * for the default size, an unguarded mapping otherwise). */
+ * for the default size, a mapping of its own otherwise; guarded by
+ * MADV_GUARD_INSTALL where it works, else with a canary). */
 int coru__stack_alloc_unguarded(size_t size, struct coru__stack **out);
+/* Whether stacks past the budget get MADV_GUARD_INSTALL guard pages;
+ * tests turn it off to exercise the canary path (single-threaded, before
+ * allocating). */
+bool coru__stack_guard_madvise(void);
+void coru__stack_use_guard_madvise(bool on);
 
 #endif
