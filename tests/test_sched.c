@@ -349,6 +349,171 @@ Test(sched, plain_thread_spawns_into_the_running_runtime, .timeout = 30)
     }
 }
 
+/* A plain thread spawning in a loop while the run ends: each coru_go
+ * either returns 0 and its coroutine runs to the end inside this run, or
+ * returns -EPERM; never 0 for a coroutine that is dropped or still
+ * running when coru_run returns. The thread starts spawning as the main
+ * coroutine returns, so its spawns race the end of the run; they yield
+ * and park (a short sleep) so that some are mid-flight at the end. The
+ * code before the fix failed within two rounds. */
+struct endrace {
+    _Atomic int go, stop;
+    _Atomic long ok, started, finished, other;
+};
+
+static void *endrace_child(void *arg)
+{
+    struct endrace *e = arg;
+    atomic_fetch_add(&e->started, 1);
+    coru_yield();
+    coru_sleep(20 * 1000);
+    atomic_fetch_add(&e->finished, 1);
+    return NULL;
+}
+
+/* A thread that never pauses keeps the run alive (it ends only when no
+ * coroutine is left), so this one pauses up to 40 us between spawns (a
+ * busy wait: usleep's slack would make the gaps long and the race rare):
+ * the run then ends in one of those pauses, racing the next spawn. Under
+ * TSan a coroutine takes a millisecond or more to start, and shorter pauses
+ * would pile up coroutines faster than they finish. */
+#ifdef CORU_TSAN
+#define ENDRACE_PAUSE_US 3000
+#else
+#define ENDRACE_PAUSE_US 40
+#endif
+static void *endrace_thread(void *arg)
+{
+    struct endrace *e = arg;
+    unsigned seed = (unsigned)(uintptr_t)e;
+    while (!atomic_load(&e->go)) {
+    }
+    for (;;) {
+        int rc = coru_go(endrace_child, e, NULL);
+        if (rc == 0) {
+            atomic_fetch_add(&e->ok, 1);
+            int64_t until = coru_now() + (rand_r(&seed) % ENDRACE_PAUSE_US) * 1000;
+            while (coru_now() < until) {
+            }
+        } else if (rc == -EPERM) {
+            if (atomic_load(&e->stop)) break;
+        } else {
+            atomic_fetch_add(&e->other, 1);
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void *endrace_main(void *arg)
+{
+    struct endrace *e = arg;
+    coru_sleep(1000 * 1000);
+    atomic_store(&e->go, 1);
+    return NULL;
+}
+
+Test(sched, a_plain_thread_spawn_racing_the_end_of_the_run_runs_or_gets_eperm, .timeout = 120)
+{
+#ifdef CORU_TSAN
+    enum { ROUNDS = 20 }; /* gcc 12's TSan runs out of thread traces: each coroutine is a fiber */
+#else
+    enum { ROUNDS = 100 };
+#endif
+    long spawned = 0;
+    FOR_EACH_ENGINE(io) {
+        for (int round = 0; round < ROUNDS; round++) {
+            struct endrace e = {0};
+            pthread_t t;
+            cr_assert_eq(pthread_create(&t, NULL, endrace_thread, &e), 0);
+            struct coru_opts o = opts_for(io, 2);
+            cr_assert_eq(coru_run(endrace_main, &e, &o), 0);
+            /* What ran in the run, as coru_run returns; then every spawn
+             * that returned 0 (some may return just after this) must be
+             * among them. */
+            long started = atomic_load(&e.started), fin = atomic_load(&e.finished);
+            atomic_store(&e.stop, 1);
+            cr_assert_eq(pthread_join(t, NULL), 0);
+            long ok = atomic_load(&e.ok);
+            spawned += ok;
+            cr_assert_eq(atomic_load(&e.other), 0);
+            cr_assert_eq(started, ok, "round %d: %ld spawns returned 0, %ld started in the run", round, ok,
+                         started);
+            cr_assert_eq(fin, ok, "round %d: %ld spawns returned 0, %ld finished in the run", round, ok, fin);
+        }
+    }
+    cr_assert_gt(spawned, 0);
+    cr_log_info("%ld spawns raced the end of %d runs", spawned, 2 * ROUNDS);
+    cr_assert_eq(coru_go(endrace_child, NULL, NULL), -EPERM, "no runtime: -EPERM");
+}
+
+/* coru_yield is not a cancellation point: it returns 0 in a cancelled
+ * coroutine (coru_sleep(0) is one). */
+static void *yield_cancelled_child(void *arg)
+{
+    _Atomic int *flag = arg;
+    while (!atomic_load(flag)) coru_yield();
+    int y = coru_yield();
+    int s = coru_sleep(0);
+    return (void *)(intptr_t)(y == 0 && s == -ECANCELED);
+}
+
+static void *yield_cancelled_main(void *arg)
+{
+    _Atomic int flag = 0;
+    coru_t *h;
+    cr_assert_eq(coru_spawn(&h, yield_cancelled_child, &flag, NULL), 0);
+    cr_assert_eq(coru_cancel(h), 0);
+    atomic_store(&flag, 1);
+    void *r;
+    cr_assert_eq(coru_join(h, &r), 0);
+    cr_assert_eq((intptr_t)r, 1, "yield must return 0 and sleep(0) -ECANCELED when cancelled");
+    return arg;
+}
+
+Test(sched, yield_is_not_a_cancellation_point, .timeout = 30)
+{
+    struct coru_opts o = opts_for(CORU_IO_AUTO, 2);
+    cr_assert_eq(coru_run(yield_cancelled_main, NULL, &o), 0);
+}
+
+/* Stats of a run with fewer workers than the one before: the entries
+ * past its workers are zero, not the earlier run's. */
+static void *spin_a_little(void *arg)
+{
+    for (int i = 0; i < 100; i++) coru_yield();
+    return arg;
+}
+
+static void *stats_main(void *arg)
+{
+    coru_t *h[8];
+    for (int i = 0; i < 8; i++) cr_assert_eq(coru_spawn(&h[i], spin_a_little, NULL, NULL), 0);
+    for (int i = 0; i < 8; i++) cr_assert_eq(coru_join(h[i], NULL), 0);
+    struct coru_stats st;
+    cr_assert_eq(coru_stats(&st), 0); /* while running */
+    for (unsigned i = st.workers; i < 256; i++) cr_assert_eq(st.worker[i].switches, 0, "worker[%u]", i);
+    return arg;
+}
+
+Test(sched, stats_past_the_workers_of_this_run_are_zero, .timeout = 30)
+{
+    struct coru_opts o = opts_for(CORU_IO_AUTO, 4);
+    cr_assert_eq(coru_run(stats_main, NULL, &o), 0);
+    struct coru_stats st;
+    cr_assert_eq(coru_stats(&st), 0);
+    cr_assert_eq(st.workers, 4);
+    o.workers = 1;
+    cr_assert_eq(coru_run(stats_main, NULL, &o), 0);
+    cr_assert_eq(coru_stats(&st), 0);
+    cr_assert_eq(st.workers, 1);
+    cr_assert_gt(st.worker[0].switches, 0);
+    for (unsigned i = 1; i < 256; i++) {
+        cr_assert_eq(st.worker[i].switches, 0, "worker[%u] kept an earlier run's count", i);
+        cr_assert_eq(st.worker[i].spawns, 0);
+    }
+}
+
 /* ------------------------------------------------------------ stacks */
 
 static void *big_frame(void *arg)

@@ -27,7 +27,8 @@
 void coru__schedule_new(struct coru_co *co);
 void coru__count_spawn(void);
 void coru__co_started(void);
-int coru__running(void);
+int coru__ext_spawn_begin(void);
+void coru__ext_spawn_end(void);
 void coru__exit_switch(void);
 void coru__co_entry(void *p);
 void coru__co_finished(struct coru__worker *w, struct coru_co *co);
@@ -123,6 +124,8 @@ int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_a
     co->join_waiter = NULL;
     co->io_op = NULL;
     co->io_eng = NULL;
+    co->io_cancel_on = NULL;
+    co->io_closed = false;
     atomic_init(&co->refs, refs);
     co->next = NULL;
     if (out) *out = co;
@@ -131,18 +134,29 @@ int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_a
     return 0;
 }
 
+/* A coroutine's spawn needs no check: its run cannot end while it lives.
+ * A plain thread's is made under the run's ext lock (sched.c), so it
+ * either runs inside this run or fails with -EPERM. */
+static int spawn(coru_t **out, coru_fn fn, void *arg, const struct coru_attr *attr, int refs)
+{
+    if (coru__co_self()) return coru__spawn(out, fn, arg, attr, refs);
+    int rc = coru__ext_spawn_begin();
+    if (rc) return rc;
+    rc = coru__spawn(out, fn, arg, attr, refs);
+    coru__ext_spawn_end();
+    return rc;
+}
+
 int coru_spawn(coru_t **out, coru_fn fn, void *arg, const struct coru_attr *attr)
 {
     if (!out || !fn) return -EINVAL;
-    if (!coru__running()) return -EPERM;
-    return coru__spawn(out, fn, arg, attr, 2);
+    return spawn(out, fn, arg, attr, 2);
 }
 
 int coru_go(coru_fn fn, void *arg, const struct coru_attr *attr)
 {
     if (!fn) return -EINVAL;
-    if (!coru__running()) return -EPERM;
-    return coru__spawn(NULL, fn, arg, attr, 1);
+    return spawn(NULL, fn, arg, attr, 1);
 }
 
 void coru__co_ref(struct coru_co *co)
@@ -199,7 +213,7 @@ int coru_join_dl(coru_t *h, void **result, int64_t deadline)
             coru__unlock(&h->wait_lock);
             return rc;
         }
-        if (deadline >= 0 && deadline <= coru__now_ns()) {
+        if (coru__dl_passed(deadline)) {
             coru__waiter_abort(&w);
             coru__unlock(&h->wait_lock);
             return -ETIMEDOUT;

@@ -45,6 +45,7 @@
  */
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,7 @@
 #define PACK_MAX 64
 
 enum { POST_NONE = 0, POST_YIELD, POST_PARK, POST_EXIT };
+enum { EXT_NOT_YET = 0, EXT_OPEN, EXT_CLOSED };
 
 static struct {
     /* read-mostly */
@@ -83,7 +85,7 @@ static struct {
     struct coru__worker *w;
     _Atomic bool stop;
     _Atomic int start_err;
-    pthread_barrier_t start_bar, stop_bar;
+    pthread_barrier_t start_bar, open_bar, stop_bar;
 
     /* Global queue: a growable ring of pointers (no walking of cold
      * coroutine structs), under gq_lock. */
@@ -103,11 +105,18 @@ static struct {
     /* coroutines spawned from plain threads (and coru_run's main), for
      * the termination count; see quiescent() */
     CORU_ALIGNED_CL _Atomic uint64_t ext_spawned;
+    /* Spawns from plain threads against the end of the run (see
+     * coru__ext_spawn_begin): ext_open is EXT_NOT_YET until the workers
+     * have started, EXT_OPEN while plain threads may spawn, EXT_CLOSED
+     * once the run has decided to stop; ext_lock guards it. */
+    pthread_mutex_t ext_lock;
+    int ext_open;
 
     pthread_mutex_t stats_lock; /* guards w[] lifetime against coru_stats */
     struct coru_stats last;
 } rt = {
     .idle_lock = PTHREAD_MUTEX_INITIALIZER,
+    .ext_lock = PTHREAD_MUTEX_INITIALIZER,
     .stats_lock = PTHREAD_MUTEX_INITIALIZER,
     .last = {.engine = "none"},
 };
@@ -607,6 +616,7 @@ static struct coru_co *steal(struct coru__worker *w)
 }
 
 static bool quiescent(void);
+static void try_stop(void);
 
 /* I3's re-check, for w: 0 no work, 1 work of its own (its inbox or
  * queues; it runs it without searching further), 2 work elsewhere (it
@@ -717,7 +727,7 @@ static void go_idle(struct coru__worker *w)
     }
     atomic_thread_fence(memory_order_seq_cst); /* I3: pairs with S2 in notify */
     int work = any_work(w);
-    if (!work && quiescent()) stop_all(); /* the last coroutine finished */
+    if (!work && quiescent()) try_stop(); /* the last coroutine finished */
     if (work || atomic_load_explicit(&rt.stop, memory_order_seq_cst)) {
         leave_idle(w, work == 2);
         return;
@@ -1017,7 +1027,7 @@ void coru__count_spawn(void)
  * its spawn (happens-before through the queue), so if the sums agree
  * there was a moment between the two passes when none was alive; after
  * that moment none can appear (spawns come from live coroutines, or from
- * plain threads, which must not race with the end of the run). */
+ * plain threads, which try_stop excludes by re-checking under ext_lock). */
 static bool quiescent(void)
 {
     uint64_t fin = 0, sp = 0;
@@ -1028,11 +1038,50 @@ static bool quiescent(void)
     return sp == fin;
 }
 
-int coru__running(void);
-int coru__running(void)
+/* The end of the run against spawns from plain threads. A plain thread
+ * spawns between coru__ext_spawn_begin and _end, holding ext_lock, and
+ * only while ext_open is EXT_OPEN; the run stops only in try_stop, which
+ * closes ext_open and raises `stop` under the same lock after finding the
+ * run quiescent under it. So a plain thread's spawn either completes (its
+ * coroutine counted in ext_spawned and queued) before the terminator's
+ * check, which then sees it alive and does not stop, or finds the run
+ * closed and fails with -EPERM: no coroutine is queued after the run
+ * decided to end (it would be dropped, and the queue it was pushed to is
+ * freed when coru_run returns). Coroutines spawned by coroutines need no
+ * lock: their parent is alive, so the run cannot be quiescent. */
+int coru__ext_spawn_begin(void);
+int coru__ext_spawn_begin(void)
 {
-    return atomic_load_explicit(&rt.state, memory_order_acquire) == 1 &&
-           !atomic_load_explicit(&rt.stop, memory_order_acquire);
+    pthread_mutex_lock(&rt.ext_lock);
+    if (rt.ext_open == EXT_OPEN) return 0;
+    pthread_mutex_unlock(&rt.ext_lock);
+    return -EPERM;
+}
+
+void coru__ext_spawn_end(void);
+void coru__ext_spawn_end(void)
+{
+    pthread_mutex_unlock(&rt.ext_lock);
+}
+
+/* Stops the run if it is still quiescent with no plain thread spawning. */
+static void try_stop(void)
+{
+    pthread_mutex_lock(&rt.ext_lock);
+    if (quiescent()) {
+        rt.ext_open = EXT_CLOSED;
+        stop_all();
+    }
+    pthread_mutex_unlock(&rt.ext_lock);
+}
+
+/* Worker 0, once every worker has started and before any runs a
+ * coroutine: plain threads may spawn from now on. */
+static void ext_open_run(void)
+{
+    pthread_mutex_lock(&rt.ext_lock);
+    rt.ext_open = EXT_OPEN;
+    pthread_mutex_unlock(&rt.ext_lock);
 }
 
 /* ---------------------------------------------------------------- workers */
@@ -1049,9 +1098,12 @@ static void *worker_main(void *p)
     }
     w->sched_ctx = coru__ctx_thread();
     pthread_barrier_wait(&rt.start_bar);
-    if (!atomic_load(&rt.start_err)) {
-        sched_loop(w);
-    }
+    /* Every worker has started (or the run failed). Plain threads may
+     * spawn from now on, and no coroutine runs before that: the main
+     * coroutine's threads can spawn as soon as it runs. */
+    if (w->id == 0 && !atomic_load(&rt.start_err)) ext_open_run();
+    pthread_barrier_wait(&rt.open_bar);
+    if (!atomic_load(&rt.start_err)) sched_loop(w);
     if (w->eng) coru__io_quiesce(w->eng); /* multishots armed on our ring */
     /* All workers agree the run is over before any engine goes away, so
      * no wake can target a destroyed engine. */
@@ -1064,6 +1116,38 @@ static void *worker_main(void *p)
     coru__stack_thread_fini();
     tls_w = NULL;
     return NULL;
+}
+
+/* The calling thread's SIGPIPE state around a run (see coru_run). */
+struct sigpipe_guard {
+    sigset_t old;      /* the caller's mask */
+    bool was_pending;  /* a SIGPIPE was pending before the run */
+};
+
+static void sigpipe_block(struct sigpipe_guard *g)
+{
+    sigset_t pipe_set, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &g->old);
+}
+
+/* Gives the caller its mask back. A SIGPIPE that a write on this thread
+ * raised during the run (it is pending, blocked) is discarded first, as
+ * the other workers' went away with their threads; one that was pending
+ * before the run is the caller's and stays. */
+static void sigpipe_restore(struct sigpipe_guard *g)
+{
+    if (!g->was_pending) {
+        sigset_t pipe_set;
+        sigemptyset(&pipe_set);
+        sigaddset(&pipe_set, SIGPIPE);
+        const struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &zero) == SIGPIPE || errno == EINTR) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
 }
 
 static unsigned default_workers(void)
@@ -1079,6 +1163,8 @@ static unsigned default_workers(void)
 static void snapshot_stats(struct coru_stats *s)
 {
     memset(&s->total, 0, sizeof s->total);
+    /* Entries past this run's workers are zero, not an earlier run's. */
+    memset(&s->worker[rt.n], 0, sizeof s->worker - rt.n * sizeof s->worker[0]);
     for (unsigned i = 0; i < rt.n; i++) {
         struct coru__worker *w = &rt.w[i];
         struct coru_worker_stats *o = &s->worker[i];
@@ -1168,10 +1254,22 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
     atomic_store(&rt.nidle, 0);
     atomic_store(&rt.nspinning, 0);
     atomic_store(&rt.ext_spawned, 0);
+    pthread_mutex_lock(&rt.ext_lock);
+    rt.ext_open = EXT_NOT_YET;
+    pthread_mutex_unlock(&rt.ext_lock);
     atomic_store(&rt.stop, false);
     atomic_store(&rt.start_err, 0);
     pthread_barrier_init(&rt.start_bar, NULL, n);
+    pthread_barrier_init(&rt.open_bar, NULL, n);
     pthread_barrier_init(&rt.stop_bar, NULL, n);
+
+    /* SIGPIPE: blocked on every worker for the run (the threads started
+     * below inherit the mask), so that a write to a pipe whose reader has
+     * gone fails with -EPIPE instead of killing the process (sockets use
+     * MSG_NOSIGNAL; pipes have no such flag, and an io_uring write runs
+     * on the worker that submits it). The disposition is not touched. */
+    struct sigpipe_guard spg;
+    sigpipe_block(&spg);
 
     struct coru_co *main_co;
     rc = coru__spawn(&main_co, fn, arg, NULL, 1);
@@ -1199,7 +1297,9 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
         }
     }
     pthread_barrier_destroy(&rt.start_bar);
+    pthread_barrier_destroy(&rt.open_bar);
     pthread_barrier_destroy(&rt.stop_bar);
+    sigpipe_restore(&spg);
 
     pthread_mutex_lock(&rt.stats_lock);
     rt.last.workers = n;

@@ -76,7 +76,13 @@ struct coru_co {
     struct coru__waiter *join_waiter; /* a coru_join parked on it; wait_lock */
     struct coru__engine_op *io_op; /* io_uring op in flight; wait_lock */
     struct coru__engine *io_eng;  /* its ring; wait_lock */
-    struct coru_co *io_cancel_next; /* link in io_eng's cancel inbox */
+    bool io_closed;             /* coru_close of the op's fd asked the ring
+                                   to cancel it (io.c); wait_lock */
+    struct coru_co *io_cancel_next; /* link in a cancel inbox: the one of
+                                   io_cancel_on; that engine's cancel_lock */
+    struct coru__engine *io_cancel_on; /* engine whose cancel inbox holds co
+                                   (NULL: none), so that co sits on at most
+                                   one inbox, once; wait_lock */
 };
 
 /* Per-worker state. Owner: the worker thread, unless a field says else. */
