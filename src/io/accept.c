@@ -222,10 +222,13 @@ int coru__msa_accept(struct coru__engine *e, int lfd, int64_t deadline)
         coru__unlock(&m->lock);
         return err;
     }
-    if (deadline >= 0 && deadline <= coru__now_ns()) {
+    struct coru_co *self = coru__co_self();
+    /* acquire: pairs with the release in coru_cancel */
+    bool cancelled = self && atomic_load_explicit(&self->cancelled, memory_order_acquire);
+    if (cancelled || coru__dl_passed(deadline)) {
         coru__unlock(&m->lock);
         int r = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); /* try once */
-        return r >= 0 ? r : errno == EAGAIN ? -ETIMEDOUT : -errno;
+        return r >= 0 ? r : errno != EAGAIN ? -errno : cancelled ? -ECANCELED : -ETIMEDOUT;
     }
     int rc = coru__waiter_init(&w);
     if (rc) {

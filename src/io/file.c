@@ -69,9 +69,9 @@ static void *sys_fop(void *ctx)
 static long run_fop(struct fop *f, int64_t deadline)
 {
     if (coru__gen_depth > 0) return -EPERM;
-    if (deadline >= 0 && deadline <= coru__now_ns()) return -ETIMEDOUT;
+    if (coru__dl_passed(deadline)) return -ETIMEDOUT;
     struct coru__engine *e = coru__io_engine();
-    if (e && e->kind == CORU__ENGINE_URING) return coru__io_uring_op(e, prep_fop, f, deadline);
+    if (e && e->kind == CORU__ENGINE_URING) return coru__io_uring_op(e, f->kind == F_OPEN ? -1 : f->fd, prep_fop, f, deadline);
     if (e) {
         int rc = coru_blocking_dl(sys_fop, f, NULL, deadline);
         return rc ? rc : f->res;

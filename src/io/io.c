@@ -9,6 +9,11 @@
  *     cancel holds a reference on co and, on the ring's owner thread,
  *     re-checks io_op under wait_lock before submitting the async cancel,
  *     so it never cancels by a stale user_data of another coroutine.
+ *     The op is also linked into its fd's state (fdstate.uops, under
+ *     fdstate.lock, taken before co->wait_lock), so coru_close can ask
+ *     the ring to end it; the op then returns -EBADF, as on epoll.
+ *     Lock order: fdstate.lock, then co->wait_lock, then an engine's
+ *     cancel_lock.
  *   - epoll: fdstate.rdq / .wrq hold the parked waiters (fdstate.lock).
  *     The event handler claims and wakes them all under that lock (each
  *     retries its call; those that lose the race park again); a waiter
@@ -39,6 +44,7 @@ _Atomic unsigned coru__io_epoch;
 static pthread_mutex_t fd_chunks_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void fs_complete(struct coru__engine_op *op, int events);
+static void close_uops(struct coru__fdstate *fs);
 
 /* Wakes every waiter of q with code; whether there was one. Under the
  * queue's fd state lock. */
@@ -99,11 +105,13 @@ void coru__io_forget_fd(int fd)
     coru__lock(&fs->lock);
     wake_all(&fs->rdq, -EBADF);
     wake_all(&fs->wrq, -EBADF);
+    close_uops(fs);
     fs->eng = NULL; /* close(2) drops the epoll registration */
     fs->probed = false;
     atomic_store_explicit(&fs->rd_ready, false, memory_order_relaxed);
     atomic_store_explicit(&fs->wr_ready, false, memory_order_relaxed);
     atomic_store_explicit(&fs->rd_drained, false, memory_order_relaxed);
+    atomic_store_explicit(&fs->rd_hup, false, memory_order_relaxed);
     bool msa = fs->msa != NULL;
     coru__unlock(&fs->lock);
     if (msa) coru__msa_close(fd);
@@ -119,40 +127,77 @@ struct coru__engine *coru__io_engine(void)
 
 /* ---------------------------------------------------------------- io_uring */
 
-struct uop {
+/* One io_uring op, on the parked coroutine's stack. */
+struct coru__uop {
     struct coru__engine_op base;
     struct coru__waiter w;
     int res;
+    struct coru__fdstate *fs;            /* fd's state, or NULL */
+    struct coru__uop *fs_next, *fs_prev; /* fs->uops; fs->lock */
 };
 
 static void uop_complete(struct coru__engine_op *op, int res)
 {
-    struct uop *u = (struct uop *)op;
+    struct coru__uop *u = (struct coru__uop *)op;
     u->res = res;
     coru__engine_tls->ops_inflight--;
     if (coru__waiter_claim(&u->w)) coru__waiter_wake(&u->w, 0, 0);
 }
 
-int coru__io_uring_op(struct coru__engine *e, coru__prep_fn prep, void *ctx, int64_t deadline)
+/* Publishes (on != NULL) or withdraws the op as co's op in flight, and
+ * links it into (or out of) its fd's list, in one critical section of
+ * fs->lock then co->wait_lock, so that coru_close sees either both or
+ * neither. Returns, when publishing, whether the op must be cancelled at
+ * once (co cancelled meanwhile). */
+static bool uop_publish(struct coru__uop *u, struct coru_co *co, struct coru__engine *e, bool on)
 {
-    struct uop u;
+    struct coru__fdstate *fs = u->fs;
+    if (fs) {
+        coru__lock(&fs->lock);
+        if (on) {
+            u->fs_prev = NULL;
+            u->fs_next = fs->uops;
+            if (fs->uops) fs->uops->fs_prev = u;
+            fs->uops = u;
+        } else {
+            if (u->fs_prev)
+                u->fs_prev->fs_next = u->fs_next;
+            else
+                fs->uops = u->fs_next;
+            if (u->fs_next) u->fs_next->fs_prev = u->fs_prev;
+        }
+    }
+    coru__lock(&co->wait_lock);
+    co->io_op = on ? &u->base : NULL;
+    co->io_eng = on ? e : NULL;
+    co->io_closed = false;
+    bool cancel = on && atomic_load_explicit(&co->cancelled, memory_order_relaxed); /* set under wait_lock */
+    coru__unlock(&co->wait_lock);
+    if (fs) coru__unlock(&fs->lock);
+    return cancel;
+}
+
+int coru__io_uring_op(struct coru__engine *e, int fd, coru__prep_fn prep, void *ctx, int64_t deadline)
+{
+    struct coru__uop u;
     u.base.complete = uop_complete;
     u.res = 0;
+    u.fs = fd >= 0 ? coru__fdstate(fd) : NULL;
     int rc = coru__waiter_init(&u.w);
     if (rc) return rc;
-    if (deadline >= 0 && deadline <= coru__now_ns()) {
+    if (coru__dl_passed(deadline)) {
         coru__waiter_abort(&u.w);
         return -ETIMEDOUT;
     }
     struct io_uring *ring = &e->u.ring;
     /* The op and its linked timeout must go to the kernel together. */
-    if (deadline >= 0 && io_uring_sq_space_left(ring) < 2) io_uring_submit(ring);
+    if (coru__dl_set(deadline) && io_uring_sq_space_left(ring) < 2) io_uring_submit(ring);
     struct io_uring_sqe *sqe = coru__uring_get_sqe(e);
     prep(sqe, ctx);
     io_uring_sqe_set_data(sqe, &u.base);
     struct __kernel_timespec ts; /* read by the kernel at submit time; we
                                     are parked until the CQE */
-    if (deadline >= 0) {
+    if (coru__dl_set(deadline)) {
         sqe->flags |= IOSQE_IO_LINK;
         ts.tv_sec = deadline / 1000000000;
         ts.tv_nsec = deadline % 1000000000;
@@ -162,39 +207,49 @@ int coru__io_uring_op(struct coru__engine *e, coru__prep_fn prep, void *ctx, int
     }
     e->ops_inflight++;
     struct coru_co *co = u.w.co;
-    coru__lock(&co->wait_lock);
-    co->io_op = &u.base;
-    co->io_eng = e;
-    bool cancelled = atomic_load_explicit(&co->cancelled, memory_order_relaxed);
-    coru__unlock(&co->wait_lock);
-    if (cancelled) coru__io_post_cancel(co);
+    if (uop_publish(&u, co, e, true)) coru__io_post_cancel(co);
     coru__waiter_block_uncancellable(&u.w);
     coru__lock(&co->wait_lock);
-    co->io_op = NULL;
-    co->io_eng = NULL;
+    bool closed = co->io_closed;
     coru__unlock(&co->wait_lock);
+    uop_publish(&u, co, e, false);
     if (u.res == -ECANCELED) {
         if (atomic_load_explicit(&co->cancelled, memory_order_acquire)) return -ECANCELED;
-        if (deadline >= 0) return -ETIMEDOUT;
+        if (closed) return -EBADF;
+        if (coru__dl_set(deadline)) return -ETIMEDOUT;
     }
     return u.res;
 }
 
 /* Cancellation requests travel to the ring's owner through the engine's
- * inbox (cancel_lock); the owner drains it in coru__io_drain_cancels. */
+ * cancel inbox (cancel_lock); the owner drains it in
+ * coru__io_drain_cancels. A request means "cancel whatever op co has in
+ * flight if co is cancelled or that op's fd was closed"; the drain
+ * decides, under co->wait_lock, when it runs, so a stale request is
+ * harmless. co sits on at most one inbox, at most once (io_cancel_on):
+ * the inbox is a list linked through co->io_cancel_next, and pushing co
+ * a second time would make it a cycle that the drain would walk forever
+ * (a second coru_cancel did exactly that). A request that finds co in an
+ * op on another ring (the op it was posted for ended, and co moved on)
+ * is forwarded there.
+ *
+ * The wake is sent under co->wait_lock: co cannot get past the end of its
+ * op (uop_publish takes that lock) while we hold it, so it has not
+ * finished, the run cannot end, and the engine still exists. */
 void coru__io_post_cancel(struct coru_co *co)
 {
     coru__lock(&co->wait_lock);
     struct coru__engine *e = co->io_eng;
-    if (e) {
+    if (e && co->io_op && !co->io_cancel_on) {
+        co->io_cancel_on = e;
         coru__co_ref(co);
         coru__lock(&e->cancel_lock);
         co->io_cancel_next = atomic_load_explicit(&e->cancel_head, memory_order_relaxed);
         atomic_store_explicit(&e->cancel_head, co, memory_order_relaxed); /* the lock orders it */
         coru__unlock(&e->cancel_lock);
+        coru__engine_wake(e);
     }
     coru__unlock(&co->wait_lock);
-    if (e) coru__engine_wake(e); /* the engine outlives the op in flight */
 }
 
 void coru__io_drain_cancels(struct coru__engine *e)
@@ -211,14 +266,34 @@ void coru__io_drain_cancels(struct coru__engine *e)
     while (list) {
         struct coru_co *co = list;
         list = co->io_cancel_next;
+        bool forward = false;
         coru__lock(&co->wait_lock);
-        if (co->io_op && co->io_eng == e) {
+        co->io_cancel_on = NULL;
+        bool want = co->io_op && (co->io_closed || atomic_load_explicit(&co->cancelled, memory_order_relaxed));
+        if (want && co->io_eng == e) {
             struct io_uring_sqe *sqe = coru__uring_get_sqe(e);
             io_uring_prep_cancel(sqe, co->io_op, 0);
             io_uring_sqe_set_data64(sqe, CORU__TAG_CANCEL);
+        } else if (want) {
+            forward = true;
         }
         coru__unlock(&co->wait_lock);
+        if (forward) coru__io_post_cancel(co);
         coru__co_unref(co);
+    }
+}
+
+/* coru_close: every io_uring op in flight on fs's fd is asked to end;
+ * each returns -EBADF (or its own result if it completed first). Caller
+ * holds fs->lock (which keeps the ops' coroutines from leaving them). */
+static void close_uops(struct coru__fdstate *fs)
+{
+    for (struct coru__uop *u = fs->uops; u; u = u->fs_next) {
+        struct coru_co *co = u->w.co;
+        coru__lock(&co->wait_lock);
+        co->io_closed = true;
+        coru__unlock(&co->wait_lock);
+        coru__io_post_cancel(co);
     }
 }
 
@@ -228,6 +303,11 @@ static void fs_complete(struct coru__engine_op *op, int events)
 {
     struct coru__fdstate *fs = (struct coru__fdstate *)op;
     coru__lock(&fs->lock);
+    /* EOF or an error is a state, not an edge: no later edge will report
+     * it again, so readers must not wait for one after a short read
+     * (net.c). Set before the wake, whose release publishes it. */
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        atomic_store_explicit(&fs->rd_hup, true, memory_order_relaxed); /* under lock */
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         if (!wake_all(&fs->rdq, 0))
             atomic_store_explicit(&fs->rd_ready, true, memory_order_relaxed); /* under lock */
@@ -242,7 +322,7 @@ static int poll_plain(int fd, int dir, int64_t deadline)
 {
     struct pollfd p = {.fd = fd, .events = dir == CORU__IO_READ ? POLLIN : POLLOUT};
     int ms = -1;
-    if (deadline >= 0) {
+    if (coru__dl_set(deadline)) {
         int64_t left = deadline - coru__now_ns();
         if (left <= 0) return -ETIMEDOUT;
         ms = (int)((left + 999999) / 1000000);
@@ -300,7 +380,7 @@ int coru__io_wait_fd(struct coru__engine *e, int fd, int dir, int64_t deadline)
         coru__unlock(&fs->lock);
         return rc;
     }
-    if (deadline >= 0 && deadline <= coru__now_ns()) {
+    if (coru__dl_passed(deadline)) {
         coru__waiter_abort(&w);
         coru__unlock(&fs->lock);
         return -ETIMEDOUT;

@@ -43,7 +43,12 @@ struct coru__fdstate {
                                      listener); an edge wakes them all */
     _Atomic bool rd_ready, wr_ready; /* edge seen while nobody waited */
     _Atomic bool rd_drained;      /* hint (net.c): the last read was short */
+    _Atomic bool rd_hup;          /* epoll reported EOF or an error on fd
+                                     (sticky until forgotten): a short
+                                     read no longer means "drained" */
     struct coru__msa *msa;        /* lock: multishot accept state (accept.c) */
+    struct coru__uop *uops;       /* lock: io_uring ops in flight on fd, so
+                                     that coru_close can end them (io.c) */
 };
 
 /* Bumped by coru_run at every start: a registration made in an earlier
@@ -61,9 +66,10 @@ bool coru__fd_is_socket(int fd);
 struct coru__engine *coru__io_engine(void);
 
 typedef void (*coru__prep_fn)(struct io_uring_sqe *sqe, void *ctx);
-/* io_uring: runs one op prepared by prep(sqe, ctx) and returns its CQE
- * result, -ETIMEDOUT (deadline) or -ECANCELED. */
-int coru__io_uring_op(struct coru__engine *e, coru__prep_fn prep, void *ctx, int64_t deadline);
+/* io_uring: runs one op on fd (-1: none, as for open) prepared by
+ * prep(sqe, ctx) and returns its CQE result, -ETIMEDOUT (deadline),
+ * -ECANCELED (coru_cancel), or -EBADF (coru_close(fd) while it waited). */
+int coru__io_uring_op(struct coru__engine *e, int fd, coru__prep_fn prep, void *ctx, int64_t deadline);
 
 enum { CORU__IO_READ = 1, CORU__IO_WRITE = 2 };
 /* epoll (or plain thread, e == NULL): waits until fd may be ready for dir.
@@ -71,9 +77,10 @@ enum { CORU__IO_READ = 1, CORU__IO_WRITE = 2 };
  * polled: a regular file), or -errno. */
 int coru__io_wait_fd(struct coru__engine *e, int fd, int dir, int64_t deadline);
 
-/* Wakes waiters of fd with -EBADF and forgets its registration and any
- * multishot accept state; before close(fd), and for a new fd whose number
- * may have been used before. */
+/* Wakes waiters of fd with -EBADF (epoll), asks the rings of io_uring
+ * ops in flight on fd to cancel them (they return -EBADF), and forgets its
+ * registration and any multishot accept state; before close(fd), and for
+ * a new fd whose number may have been used before. */
 void coru__io_forget_fd(int fd);
 
 /* accept.c: multishot accept on io_uring (e->u.multishot_accept). Returns

@@ -10,6 +10,8 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -118,32 +120,87 @@ struct op {
 
 static long sys_write(struct op *o);
 static long sys_read(struct op *o);
+static long sys_writev(struct op *o);
+
+/* SIGPIPE. A write to a pipe or FIFO whose reader has gone raises
+ * SIGPIPE on the writing thread (sockets are written with MSG_NOSIGNAL
+ * and never do). Workers run with SIGPIPE blocked (sched.c), so there it
+ * stays pending on the thread, harmlessly, and the write returns -EPIPE;
+ * io-wq threads block every signal. A plain thread is the application's:
+ * its write of a non-socket blocks SIGPIPE around the one system call
+ * and takes back a SIGPIPE that call raised (not one already pending), as
+ * libpq does; its mask is restored before returning. */
+static long plain_write_nosigpipe(long (*sys)(struct op *), struct op *o)
+{
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    bool was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    long r = sys(o);
+    if (r == -EPIPE && !was_pending) {
+        const struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return r;
+}
+
+/* Whether the calling coroutine has been cancelled (false off coroutines). */
+static bool self_cancelled(void)
+{
+    struct coru_co *co = coru__co_self();
+    /* acquire: pairs with the release in coru_cancel */
+    return co && atomic_load_explicit(&co->cancelled, memory_order_acquire);
+}
 
 static int run(struct op *o, coru__prep_fn prep, long (*sys)(struct op *), int64_t deadline)
 {
     if (o->fd < 0) return -EBADF;
     struct coru__engine *e = coru__io_engine();
     if (coru__gen_depth > 0) return -EPERM;
+    if (!e && !o->sock && (sys == sys_write || sys == sys_writev)) {
+        /* A plain thread: the non-blocking-then-poll loop below, with
+         * each write guarded against SIGPIPE. */
+        for (;;) {
+            long r = plain_write_nosigpipe(sys, o);
+            if (r != -EAGAIN) return (int)r;
+            int rc = coru__io_wait_fd(NULL, o->fd, o->dir, deadline);
+            if (rc) return rc;
+        }
+    }
     if (e && e->kind == CORU__ENGINE_URING) {
-        /* A socket write usually fits the send buffer: one non-blocking
-         * send saves a trip through the ring and a park. A deadline
-         * already past means "try once", as on epoll: the ring path
-         * alone would return -ETIMEDOUT without trying. */
-        if ((o->sock && o->dir == CORU__IO_WRITE && sys == sys_write) ||
-            (deadline >= 0 && deadline <= coru__now_ns())) {
+        /* Try the system call first where that is the whole job or the
+         * only chance: a socket write usually fits the send buffer (one
+         * non-blocking send saves a trip through the ring and a park); a
+         * deadline already past or a cancelled caller means "try once",
+         * as on epoll (what can complete at once still does; the ring
+         * path alone would return -ETIMEDOUT or -ECANCELED untried). */
+        if ((o->sock && o->dir == CORU__IO_WRITE && sys == sys_write) || coru__dl_passed(deadline) ||
+            self_cancelled()) {
             long r = sys(o);
             if (r != -EAGAIN) return (int)r;
         }
-        return coru__io_uring_op(e, prep, o, deadline);
+        return coru__io_uring_op(e, o->fd, prep, o, deadline);
     }
     /* A socket whose last read came back short was drained then, and
      * edge-triggered epoll reports any byte that arrived since (as a wake
      * or as rd_ready, which makes the wait return at once): wait first
-     * and save the read that would only say EAGAIN. */
+     * and save the read that would only say EAGAIN. Not once EOF or an
+     * error was seen (rd_hup): those stay pending in the socket and no
+     * later edge reports them again, so the read must be tried (a reader
+     * parked here would wait forever for the 0 of EOF). A relaxed load
+     * suffices: the edge that set rd_hup either woke this reader (the
+     * wake's release/acquire publishes it) or left rd_ready set, which
+     * the wait below finds at once. Nor when the call may not wait (a
+     * past deadline, a cancelled caller): it tries once. */
     struct coru__fdstate *fs = NULL;
     bool wait_first = false;
     if (e && o->sock && sys == sys_read && (fs = coru__fdstate(o->fd)))
-        wait_first = atomic_load_explicit(&fs->rd_drained, memory_order_relaxed);
+        wait_first = atomic_load_explicit(&fs->rd_drained, memory_order_relaxed) &&
+                     !atomic_load_explicit(&fs->rd_hup, memory_order_relaxed) && !coru__dl_passed(deadline) &&
+                     !self_cancelled();
     for (;;) {
         if (!wait_first) {
             long r = sys(o);
@@ -196,6 +253,11 @@ static size_t clamp(size_t n)
 ssize_t coru_read_dl(int fd, void *buf, size_t n, int64_t deadline)
 {
     if (!buf && n) return -EFAULT;
+    if (fd < 0) return -EBADF;
+    /* As read(2): a zero-length read returns 0 (or the fd's error) at
+     * once, without waiting for readiness; read(2) with 0 bytes never
+     * blocks, whatever the fd. */
+    if (n == 0) return read(fd, buf, 0) < 0 ? -errno : 0;
     struct op o = {.fd = fd, .dir = CORU__IO_READ, .buf = buf, .n = clamp(n), .sock = coru__fd_is_socket(fd)};
     return run(&o, prep_read, sys_read, deadline);
 }
@@ -209,6 +271,11 @@ ssize_t coru_write_dl(int fd, const void *buf, size_t n, int64_t deadline)
 {
     if (!buf && n) return -EFAULT;
     struct op o = {.fd = fd, .dir = CORU__IO_WRITE, .buf = (void *)buf, .n = clamp(n), .sock = coru__fd_is_socket(fd)};
+    /* Zero bytes: one attempt (never waits), as write(2) does. */
+    if (n == 0 && fd >= 0) {
+        if (coru__gen_depth > 0) return -EPERM;
+        return coru__io_engine() || o.sock ? sys_write(&o) : plain_write_nosigpipe(sys_write, &o);
+    }
     return run(&o, prep_write, sys_write, deadline);
 }
 
