@@ -11,8 +11,10 @@
  *     them; from elsewhere they return -EPERM.
  *   - Handles (coru_t, coru_gen, coru_chan, ...) are opaque.
  *   - Deadlines are absolute times on coru_now()'s clock, in nanoseconds.
- *     CORU_NEVER (-1) means no deadline; a deadline already past makes a
- *     call that would block return -ETIMEDOUT at once. Every call that may
+ *     CORU_NEVER (-1) means no deadline, and only it: any other negative
+ *     value is a time long past. A deadline already past makes a call
+ *     that would block return -ETIMEDOUT at once (what can complete at
+ *     once still does: "try once"). Every call that may
  *     park has a _dl twin taking a deadline, and a try form where that
  *     makes sense (it returns -EAGAIN instead of parking).
  *   - A coroutine cancelled with coru_cancel gets -ECANCELED from its
@@ -77,7 +79,12 @@ struct coru_opts {
 /* Starts the runtime: `workers` threads, each with its own run queue and I/O
  * ring, and runs fn(arg) as the first coroutine. The calling thread becomes
  * worker 0. Returns once every coroutine (not just fn) has finished; none is
- * dropped.
+ * dropped (so a plain thread that keeps spawning keeps the run going).
+ * SIGPIPE is blocked on the workers while the run lasts (the calling
+ * thread's mask is restored on return), so that a write to a pipe whose
+ * reader has gone fails with -EPIPE instead of killing the process; a
+ * SIGPIPE raised on a worker meanwhile is discarded. The process's signal
+ * dispositions are not touched.
  * Returns 0, or: -EINVAL (fn NULL, bad option), -EBUSY (a runtime is already
  * running in this process, or called from a coroutine), -ENOMEM, or the
  * I/O engine's setup error (CORU_IO_URING only: -EPERM, -ENOSYS, ...). */
@@ -102,7 +109,8 @@ struct coru_stats {
     unsigned workers;                  /* workers of the current or last run */
     const char *engine;                /* "io_uring", "epoll", or "none" */
     struct coru_worker_stats total;    /* sum over the workers */
-    struct coru_worker_stats worker[256]; /* worker[i] for i < workers */
+    struct coru_worker_stats worker[256]; /* worker[i] for i < workers; the
+                                          entries past them are zero */
 };
 
 /* Fills *out with the counters of the running runtime, or of the last one
@@ -120,14 +128,21 @@ typedef struct coru_co coru_t;
  *
  * Stacks: a coroutine gets its stack when it first runs (a spawned but not
  * yet started coroutine costs about 150 bytes), from a per-worker pool.
- * Stacks have a guard page below them while the process's mappings stay
- * well under vm.max_map_count; past that they carry a canary checked at
- * every switch out. Either way an overflow aborts the process with
+ * Every stack has a 4 KiB guard page below it: a page of its own while the
+ * process's mappings stay well under vm.max_map_count (about 14,300
+ * stacks at the default 65,530), and past that a guard installed with
+ * MADV_GUARD_INSTALL, which costs no mapping (Linux 6.13 and later). On
+ * older kernels the stacks past that budget carry instead a 256-byte
+ * canary, checked at every switch out and when the stack is freed. An
+ * overflow aborts the process with
  *   coru: coroutine <id> overflowed its stack (<size> bytes)
- * and never corrupts memory silently (a single frame larger than the guard
- * or canary window can still jump past it: give such coroutines a bigger
- * stack). If no memory can be had for a stack when a coroutine first runs,
- * the process aborts with a message naming it, as Go does. */
+ * The window: a frame of up to 4 KiB (guard page) or 256 bytes (canary)
+ * cannot step over the protection unseen; a single larger frame (a big
+ * local array) can land beyond it and corrupt memory: give such
+ * coroutines a bigger stack. A guard page stops the overflow at the first
+ * touch; a canary only reports it at the next switch out or exit. If no
+ * memory can be had for a stack when a coroutine first runs, the process
+ * aborts with a message naming it, as Go does. */
 struct coru_attr {
     size_t stack_size; /* bytes; 0 = the runtime's default */
 };
@@ -135,9 +150,13 @@ struct coru_attr {
 /* Creates a coroutine running fn(arg) and makes it runnable; it may run on
  * any worker. Returns 0 and a handle in *out that must be given to
  * coru_join or coru_detach exactly once. Callable from any coroutine, and
- * from a plain thread while the runtime runs.
+ * from a plain thread while the runtime runs: a plain thread's spawn that
+ * returns 0 runs to its end inside this run (coru_run waits for it); one
+ * that comes too late, as the run is deciding to end, fails with -EPERM
+ * and nothing runs.
  * Errors: -EINVAL (fn or out NULL, stack_size above 1 GiB), -EPERM (no
- * runtime is running), -ENOMEM (no memory for the coroutine). Never parks. */
+ * runtime is running, not yet started, or ending), -ENOMEM (no memory for
+ * the coroutine). Never parks. */
 CORU_API int coru_spawn(coru_t **out, coru_fn fn, void *arg, const struct coru_attr *attr);
 
 /* coru_spawn without a handle: fire and forget; the result is discarded.
@@ -171,8 +190,10 @@ CORU_API int coru_cancel(coru_t *h);
 CORU_API int coru_detach(coru_t *h);
 
 /* Puts the calling coroutine at the back of its worker's run queue and runs
- * the others that are ready. Returns 0, or -EPERM outside a coroutine or
- * inside a generator body. */
+ * the others that are ready. It never parks, so it is not a cancellation
+ * point: it returns 0 in a cancelled coroutine too (use coru_sleep(0) to
+ * poll for a cancel). Returns 0, or -EPERM outside a coroutine or inside a
+ * generator body. */
 CORU_API int coru_yield(void);
 
 /* The running coroutine, or NULL in a plain thread. The pointer is only an
@@ -264,8 +285,9 @@ struct coru_sel {
  * -ETIMEDOUT, -ECANCELED, -EINVAL (cases NULL with n > 0, n > 1024, an op
  * other than send/recv, elem NULL on a non-NULL channel, a flag other than
  * CORU_SEL_DEFAULT), -EPERM (in a generator body, unless
- * CORU_SEL_DEFAULT), -ENOMEM. n == 0 without a deadline parks until
- * cancelled (a plain thread, which cannot be cancelled, forever). */
+ * CORU_SEL_DEFAULT), -ENOMEM. n == 0 parks until the deadline
+ * (-ETIMEDOUT) or, with CORU_NEVER, until cancelled (a plain thread,
+ * which cannot be cancelled, forever). */
 CORU_API int coru_select(struct coru_sel *cases, size_t n, int64_t deadline, int flags);
 
 /* ------------------------------------------------------------------------
@@ -285,7 +307,10 @@ CORU_API int64_t coru_now(void);
  * ns <= 0, so coru_sleep(0) is a cancellation point, as asyncio.sleep(0)
  * is), -EPERM (in a generator body). */
 CORU_API int coru_sleep(int64_t ns);
-/* Parks until coru_now() >= deadline. Same returns as coru_sleep. */
+/* Parks until coru_now() >= deadline; a deadline already past (any
+ * negative value but CORU_NEVER included) is coru_sleep(0). CORU_NEVER
+ * parks until cancelled (-ECANCELED; a plain thread, forever). Same
+ * returns as coru_sleep. */
 CORU_API int coru_sleep_until(int64_t deadline);
 
 /* ------------------------------------------------------------------------
@@ -301,15 +326,18 @@ typedef struct coru_cond coru_cond;
 typedef struct coru_sema coru_sema;
 typedef struct coru_waitgroup coru_waitgroup;
 
-/* Mutex: not recursive; hand-off is FIFO among waiters. create returns 0
- * or -EINVAL/-ENOMEM; destroy of a locked or waited-on mutex is misuse. */
+/* Mutex: not recursive; hand-off is FIFO among waiters. As Go's
+ * sync.Mutex, a locked mutex belongs to no coroutine: any coroutine or
+ * plain thread may unlock it (one locks, another releases), which hands
+ * it to the next waiter. create returns 0 or -EINVAL/-ENOMEM; destroy of
+ * a locked or waited-on mutex is misuse. */
 CORU_API int coru_mutex_create(coru_mutex **out);
 CORU_API void coru_mutex_destroy(coru_mutex *m);
 CORU_API int coru_mutex_lock(coru_mutex *m);
 CORU_API int coru_mutex_lock_dl(coru_mutex *m, int64_t deadline);
 /* 0, or -EBUSY when held. Never parks. */
 CORU_API int coru_mutex_trylock(coru_mutex *m);
-/* 0, or -EPERM when the mutex is not locked. */
+/* 0, or -EPERM when the mutex is not locked (by anyone). */
 CORU_API int coru_mutex_unlock(coru_mutex *m);
 
 /* Condition variable used with a coru_mutex. wait unlocks m, parks until
@@ -355,13 +383,23 @@ CORU_API int coru_waitgroup_wait_dl(coru_waitgroup *wg, int64_t deadline);
  * I/O); with epoll the call tries the system call on the non-blocking fd
  * and parks on readiness after EAGAIN (files go to the blocking pool).
  * Every call returns a count or 0 on success and a negative errno on
- * failure (-EBADF for a bad fd, -ECONNRESET or -EPIPE for a reset peer:
- * writes never raise SIGPIPE). Every call has a _dl twin with a deadline
- * (-ETIMEDOUT) and fails with -ECANCELED when the caller is cancelled;
- * a timed-out or cancelled call has waited for the kernel to let go of
- * its buffer before it returns. From a plain thread these calls block the
- * thread (as the plain system calls would). fds given out by coru are
- * non-blocking and close-on-exec.
+ * failure (-EBADF for a bad fd, -ECONNRESET or -EPIPE for a reset peer or
+ * a pipe without reader: writes never raise SIGPIPE, whatever the fd, on
+ * a worker or from a plain thread). Every call has a _dl twin with a
+ * deadline (-ETIMEDOUT) and fails with -ECANCELED when the caller is
+ * cancelled and would have to wait: a cancelled coroutine still reads
+ * data already there and writes into room already there, as with a past
+ * deadline (file calls, which always go to the kernel or the pool, return
+ * -ECANCELED without starting). Any number of coru_cancel calls, from any
+ * threads, end a parked call once. A timed-out or cancelled call has
+ * waited for the kernel to let go of its buffer before it returns.
+ * coru_close of an fd ends every coroutine's call parked on it with
+ * -EBADF, on both engines (the fd must be closed with coru_close: a plain
+ * close(2) leaves an io_uring operation parked until it completes).
+ * From a plain thread these calls block the thread (as the plain system
+ * calls would). fds given out by coru are non-blocking and close-on-exec;
+ * an fd of your own must be non-blocking too (epoll would otherwise block
+ * the worker in the system call).
  * ------------------------------------------------------------------------ */
 
 struct sockaddr;
@@ -380,14 +418,22 @@ CORU_API int coru_local_port(int fd);
 
 /* Accepts one connection; returns its fd (TCP_NODELAY is not set; see
  * coru_tcp_nodelay). May park. peer/peerlen may be NULL. Errors: the
- * accept errors (-EMFILE when out of fds: back off and retry, the
- * listener stays usable), -EBADF, -EINVAL, -ETIMEDOUT, -ECANCELED.
+ * accept errors (-EMFILE when out of fds, see below), -EBADF, -EINVAL,
+ * -ETIMEDOUT, -ECANCELED.
  * On io_uring with multishot accept (Linux 5.19+; CORU_NO_MULTISHOT=1 in
  * the environment turns it off), the first accept on a listener arms one
  * kernel accept that takes every connection as it arrives, about 64 at most
  * ahead of the accept calls; those wait, already accepted, for the next
  * call, and coru_close of the listener closes them. Such an accept
- * allocates fds under the RLIMIT_NOFILE in force when it was armed. */
+ * allocates fds under the RLIMIT_NOFILE in force when it was armed.
+ * Out of fds: connections already accepted ahead are handed out first,
+ * table full or not (their fds were taken before it filled). -EMFILE
+ * comes when a connection arrives while the table is full: the multishot
+ * then stops, and the next call returns -EMFILE once; the call after that
+ * arms it again. On epoll (and without multishot) the accept itself
+ * returns -EMFILE. Either way the connection waits in the kernel's
+ * backlog and the listener stays usable: back off (sleep, close idle
+ * connections) and call again; nothing is lost. */
 CORU_API int coru_tcp_accept(int lfd, struct sockaddr *peer, unsigned *peerlen);
 CORU_API int coru_tcp_accept_dl(int lfd, struct sockaddr *peer, unsigned *peerlen, int64_t deadline);
 
@@ -399,10 +445,11 @@ CORU_API int coru_tcp_connect(const char *host, uint16_t port, int64_t deadline)
 CORU_API int coru_tcp_nodelay(int fd, int on);
 
 /* Reads up to n bytes; returns the count (0 at end of file), or -errno.
- * May park. */
+ * May park; n == 0 returns 0 (or the fd's error) at once, as read(2). */
 CORU_API ssize_t coru_read(int fd, void *buf, size_t n);
 CORU_API ssize_t coru_read_dl(int fd, void *buf, size_t n, int64_t deadline);
-/* Writes up to n bytes; returns the count, or -errno. May park. */
+/* Writes up to n bytes; returns the count, or -errno. May park; n == 0
+ * returns 0 (or the fd's error) at once. */
 CORU_API ssize_t coru_write(int fd, const void *buf, size_t n);
 CORU_API ssize_t coru_write_dl(int fd, const void *buf, size_t n, int64_t deadline);
 /* Reads until n bytes arrived: returns n, or the shorter count at end of
@@ -474,10 +521,13 @@ struct addrinfo;
  * returns; *result (if result is not NULL) gets fn's return value. fn runs
  * as a plain thread: coru_self() is NULL in it, and coru calls it makes
  * block that thread. From a plain thread, coru_blocking calls fn directly.
- * Not cancellable: fn may be using memory on the caller's stack (arg
- * often points there), so the caller cannot return before fn does. A
- * coru_cancel while it waits takes effect at the caller's next blocking
- * call; a caller already cancelled gets -ECANCELED and fn does not run.
+ * A cancel can only keep fn from starting: fn may be using memory on the
+ * caller's stack (arg often points there), so once a helper thread has
+ * taken the job the caller cannot return before fn does. So: a caller
+ * already cancelled, or cancelled while the job waits in the pool's queue
+ * (every helper busy), gets -ECANCELED and fn never runs; a cancel after
+ * a helper took the job waits for fn, the call returns 0 with its result,
+ * and the cancel takes effect at the caller's next blocking call.
  * May park. Returns 0, or -EINVAL (fn NULL), -ENOMEM or -EAGAIN (no
  * helper thread exists and none could be started; fn did not run),
  * -ECANCELED (see above), -EPERM (in a generator body). */
@@ -486,10 +536,11 @@ CORU_API int coru_blocking(void *(*fn)(void *arg), void *arg, void **result);
 /* coru_blocking with a deadline (absolute, coru_now() clock; CORU_NEVER
  * for none) that, like coru_cancel, can only stop fn from starting: while
  * the job waits in the pool's queue (every helper thread busy), the
- * deadline makes it return -ETIMEDOUT and a cancel -ECANCELED, and fn
- * never runs. Once a helper thread has taken the job, fn runs to the end
- * and the call returns 0 with its result, however late. A deadline
- * already past returns -ETIMEDOUT at once. Otherwise as coru_blocking. */
+ * deadline makes it return -ETIMEDOUT, and fn never runs. Once a helper
+ * thread has taken the job, fn runs to the end and the call returns 0
+ * with its result, however late. A deadline already past returns
+ * -ETIMEDOUT at once. Otherwise exactly as coru_blocking (which is this
+ * with CORU_NEVER). */
 CORU_API int coru_blocking_dl(void *(*fn)(void *arg), void *arg, void **result, int64_t deadline);
 
 /* getaddrinfo(3), run through coru_blocking. Returns 0 and the list in

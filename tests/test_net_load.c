@@ -364,6 +364,82 @@ Test(net, accept_loop_backs_off_on_emfile_keeps_serving_and_recovers, .timeout =
     }
 }
 
+/* When exactly -EMFILE comes (coru.h, coru_tcp_accept). With multishot
+ * accept on io_uring, connections the kernel accepted ahead of the
+ * accept calls, before the fd table filled, are handed out first, table
+ * full or not; a connection arriving while the table is full makes the
+ * multishot fail, and the next accept returns -EMFILE once. On epoll
+ * (and single-shot io_uring) accept itself fails with -EMFILE at once.
+ * Either way the connection waits in the kernel's backlog and the accept
+ * after the caller freed fds returns it: nothing is lost. */
+enum { AHEAD = 3 };
+
+static void *emfile_rule_main(void *arg)
+{
+    enum coru_io io = *(enum coru_io *)arg;
+    bool multishot = false;
+    int lfd = coru_tcp_listen("127.0.0.1", 0, 0, 0);
+    cr_assert_geq(lfd, 0);
+    uint16_t port = (uint16_t)coru_local_port(lfd);
+    /* Arms the multishot (io_uring) and times out: nobody connects yet. */
+    cr_assert_eq(coru_tcp_accept_dl(lfd, NULL, NULL, coru_now() + 10 * MS), -ETIMEDOUT);
+    int cl[AHEAD + 1];
+    for (int i = 0; i < AHEAD; i++) {
+        cl[i] = coru_tcp_connect("127.0.0.1", port, coru_now() + 10 * SEC);
+        cr_assert_geq(cl[i], 0);
+    }
+    coru_sleep(50 * MS); /* the multishot takes them, on io_uring */
+    static int fill[EMF_LIMIT];
+    int nfill = 0, fd;
+    while (nfill < EMF_LIMIT && (fd = dup(0)) >= 0) fill[nfill++] = fd;
+    cr_assert_eq(errno, EMFILE);
+    int got = 0;
+    for (int i = 0; i < AHEAD; i++) {
+        int a = coru_tcp_accept_dl(lfd, NULL, NULL, coru_now() + 2 * SEC);
+        /* io_uring: multishot where the kernel has it (5.19+) */
+        if (i == 0) multishot = io == CORU_IO_URING && a >= 0;
+        if (multishot) {
+            cr_assert_geq(a, 0, "accepted ahead, handed out with the table full: %s", strerror(-a));
+            coru_close(a);
+            fd = dup(0); /* take the fd back */
+            cr_assert_geq(fd, 0);
+            fill[nfill++] = fd;
+            got++;
+        } else {
+            cr_assert_eq(a, -EMFILE, "accept %d: %d", i, a);
+            break;
+        }
+    }
+    /* One more connection while the table is full: its socket takes the
+     * one fd freed for it. */
+    close(fill[--nfill]);
+    cl[AHEAD] = coru_tcp_connect("127.0.0.1", port, coru_now() + 10 * SEC);
+    cr_assert_geq(cl[AHEAD], 0);
+    int a = coru_tcp_accept_dl(lfd, NULL, NULL, coru_now() + 2 * SEC);
+    cr_assert_eq(a, -EMFILE, "a connection arriving with the table full: %d", a);
+    /* Back off: free fds; every connection still pending comes out. */
+    while (nfill) close(fill[--nfill]);
+    for (int i = got; i < AHEAD + 1; i++) {
+        a = coru_tcp_accept_dl(lfd, NULL, NULL, coru_now() + 5 * SEC);
+        cr_assert_geq(a, 0, "connection %d after the back-off: %s", i, strerror(-a));
+        coru_close(a);
+    }
+    cr_assert_eq(coru_tcp_accept_dl(lfd, NULL, NULL, coru_now() + 20 * MS), -ETIMEDOUT, "none left");
+    for (int i = 0; i <= AHEAD; i++) coru_close(cl[i]);
+    coru_close(lfd);
+    return NULL;
+}
+
+Test(net, emfile_comes_after_the_connections_accepted_ahead_and_loses_nothing, .timeout = 60)
+{
+    struct rlimit lim;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &lim), 0);
+    cr_assert_geq(lim.rlim_max, EMF_LIMIT);
+    lim.rlim_cur = EMF_LIMIT; /* this test's process only */
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+    FOR_EACH_ENGINE(io) cr_assert_eq(net_run(io, emfile_rule_main, &io), 0, "%s", ename(io));
+}
+
 /* ------------------------------------------------------------ helper processes */
 
 /* Runs before Criterion's main in a process started by spawn_role, runs

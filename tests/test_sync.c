@@ -214,6 +214,73 @@ Test(sync, mutex_trylock_is_ebusy_and_unlocking_unlocked_is_eperm, .timeout = 30
     run_both(trylock_main, NULL);
 }
 
+/* A coru_mutex is not owned by a coroutine (as Go's sync.Mutex): another
+ * coroutine, or a plain thread, may unlock it, which hands it to the next
+ * waiter. Unlocking it when it is not locked stays -EPERM. */
+struct handover {
+    coru_mutex *m;
+    _Atomic int waiting;
+    int order[2];
+    _Atomic int n;
+};
+
+static void *handover_waiter(void *arg)
+{
+    struct handover *h = arg;
+    atomic_store(&h->waiting, 1);
+    cr_assert_eq(coru_mutex_lock(h->m), 0);
+    h->order[atomic_fetch_add(&h->n, 1)] = 1;
+    cr_assert_eq(coru_mutex_unlock(h->m), 0);
+    return NULL;
+}
+
+static void *handover_unlocker(void *arg)
+{
+    struct handover *h = arg;
+    h->order[atomic_fetch_add(&h->n, 1)] = 0;
+    cr_assert_eq(coru_mutex_unlock(h->m), 0, "a coroutine that does not hold it may unlock it");
+    return NULL;
+}
+
+static void *thread_unlocker(void *arg)
+{
+    return (void *)(intptr_t)coru_mutex_unlock(arg);
+}
+
+static void *handover_main(void *arg)
+{
+    struct handover h = {0};
+    cr_assert_eq(coru_mutex_create(&h.m), 0);
+    cr_assert_eq(coru_mutex_lock(h.m), 0); /* held by main */
+    coru_t *w, *u;
+    spawn_ok(&w, handover_waiter, &h);
+    while (!atomic_load(&h.waiting)) coru_yield();
+    coru_sleep(5 * MS);
+    spawn_ok(&u, handover_unlocker, &h); /* releases main's lock */
+    join_ok(u);
+    join_ok(w);
+    cr_assert_eq(atomic_load(&h.n), 2);
+    cr_assert_eq(h.order[0], 0);
+    cr_assert_eq(h.order[1], 1, "the waiter got the mutex the other coroutine released");
+    cr_assert_eq(coru_mutex_unlock(h.m), -EPERM, "unlocked already");
+    /* A plain thread may release it too. */
+    cr_assert_eq(coru_mutex_lock(h.m), 0);
+    pthread_t t;
+    void *rc;
+    cr_assert_eq(pthread_create(&t, NULL, thread_unlocker, h.m), 0);
+    cr_assert_eq(pthread_join(t, &rc), 0);
+    cr_assert_eq((int)(intptr_t)rc, 0);
+    cr_assert_eq(coru_mutex_trylock(h.m), 0);
+    cr_assert_eq(coru_mutex_unlock(h.m), 0);
+    coru_mutex_destroy(h.m);
+    return NULL;
+}
+
+Test(sync, mutex_may_be_unlocked_by_a_coroutine_that_does_not_hold_it, .timeout = 30)
+{
+    run_both(handover_main, NULL);
+}
+
 struct dl {
     coru_mutex *m;
     coru_cond *c;
