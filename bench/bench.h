@@ -27,6 +27,7 @@ int bench_mpmc(int argc, char **argv);
 int bench_timers(int argc, char **argv);
 int bench_parked(int argc, char **argv);
 int bench_echo(int argc, char **argv);
+int bench_http(int argc, char **argv);
 
 /* Monotonic clock in nanoseconds. */
 static inline int64_t bench_now_ns(void)

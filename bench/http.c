@@ -1,0 +1,92 @@
+/* B9: `coru-bench http <port>` serves the B9 routes on 127.0.0.1:<port>
+ * until SIGTERM or SIGINT, with coru's HTTP server (include/coru/http.h):
+ *   GET /              200 text/plain "Hello, World!"
+ *   GET /hello/{name}  200 text/html  "<h1>hello, NAME</h1>"
+ *   anything else      404
+ * Keep-alive, pipelining, never closes a connection on its own (idle
+ * timeout off for the bench). The load generator (wrk, run by
+ * ../shared/peers/run.sh) prints the RESULT lines. 2 workers
+ * (CORU_BENCH_WORKERS=n for experiments); CORU_BENCH_LISTENERS=n sets the
+ * number of listener sockets (default: one per worker). */
+#include <coru.h>
+#include <coru/http.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+static int root(coru_http_req *rq, coru_http_resp *rs, void *arg)
+{
+    (void)arg;
+    (void)rq;
+    return coru_http_resp_send(rs, 200, "text/plain", "Hello, World!", 13);
+}
+
+static int hello(coru_http_req *rq, coru_http_resp *rs, void *arg)
+{
+    (void)arg;
+    char body[300];
+    const char *name = coru_http_req_param(rq, "name");
+    size_t nl = strlen(name);
+    if (nl > 256) nl = 256;
+    memcpy(body, "<h1>hello, ", 11);
+    memcpy(body + 11, name, nl);
+    memcpy(body + 11 + nl, "</h1>", 5);
+    return coru_http_resp_send(rs, 200, "text/html", body, 16 + nl);
+}
+
+static void *signals(void *arg)
+{
+    sigset_t *set = arg;
+    int sig;
+    sigwait(set, &sig);
+    _exit(0); /* wrk has its numbers; nothing to flush */
+}
+
+static void *serve(void *arg)
+{
+    bench_check(coru_http_server_serve(arg), "coru_http_server_serve");
+    return NULL;
+}
+
+int bench_http(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: coru-bench http <port>\n");
+        return 2;
+    }
+    int port = atoi(argv[1]);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    static sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by the workers */
+    pthread_t t;
+    pthread_create(&t, NULL, signals, &set);
+    const char *nl = getenv("CORU_BENCH_LISTENERS");
+    struct coru_http_opts ho = {
+        .backlog = 4096,
+        .idle_timeout = INT64_MAX / 2, /* the bench's peers never close on their own */
+        .max_conns = 100000,
+        .listeners = nl ? (unsigned)atoi(nl) : 0,
+    };
+    coru_http_server *srv;
+    bench_check(coru_http_server_create(&srv, "127.0.0.1", (uint16_t)port, &ho), "coru_http_server_create");
+    bench_check(coru_http_route(srv, "GET", "/", root, NULL), "route /");
+    bench_check(coru_http_route(srv, "GET", "/hello/{name}", hello, NULL), "route /hello/{name}");
+    const char *nw = getenv("CORU_BENCH_WORKERS");
+    struct coru_opts opts = {.workers = nw ? (unsigned)atoi(nw) : 2};
+    bench_check(coru_run(serve, srv, &opts), "coru_run");
+    return 0;
+}
