@@ -64,18 +64,26 @@ long coru__http_scan(struct coru__http_scan *sc, const char *buf, size_t n, cons
     return 0;
 }
 
+/* tchar of RFC 9110 */
+static bool is_tchar(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+    return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
 int coru__http_check_version(const char *line, size_t len)
 {
-    const char *sp = NULL;
-    for (size_t i = len; i > 0; i--) {
-        if (line[i - 1] == ' ') {
-            sp = line + i - 1;
-            break;
-        }
-    }
-    if (!sp) return -400; /* HTTP/0.9 (no version): not served */
-    const char *v = sp + 1;
-    size_t vl = (size_t)(line + len - v);
+    /* method SP request-target SP HTTP-version, single spaces (RFC 9112
+     * 3): whitespace tricks in the request line are refused, not guessed
+     * at. */
+    size_t i = 0;
+    while (i < len && is_tchar((unsigned char)line[i])) i++;
+    if (i == 0 || i == len || line[i] != ' ') return -400;
+    size_t t = ++i;
+    while (i < len && (unsigned char)line[i] > ' ' && line[i] != 0x7f) i++;
+    if (i == t || i == len || line[i] != ' ') return -400;
+    const char *v = line + i + 1;
+    size_t vl = len - i - 1;
     if (vl != 8 || memcmp(v, "HTTP/", 5) != 0 || v[6] != '.') return -400;
     if (v[5] < '0' || v[5] > '9' || v[7] < '0' || v[7] > '9') return -400;
     if (v[5] == '1' && (v[7] == '0' || v[7] == '1')) return 0;

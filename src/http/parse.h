@@ -53,9 +53,10 @@ struct coru__http_scan {
  * (empty lines before it are skipped, as RFC 9112 allows). */
 long coru__http_scan(struct coru__http_scan *sc, const char *buf, size_t n, const struct coru__http_limits *lim);
 
-/* The request line's version: 0 for HTTP/1.0 or 1.1, -505 for another
- * well-formed HTTP/x.y, -400 for anything else. line: the request line
- * without CRLF. */
+/* The request line: 0 for "METHOD SP target SP HTTP/1.x" with x 0 or 1,
+ * -505 for another well-formed HTTP/d.d, -400 for anything else (extra
+ * spaces, control bytes in the target, a missing version). line: the
+ * request line without CRLF. */
 int coru__http_check_version(const char *line, size_t len);
 
 struct coru__http_field {
