@@ -393,13 +393,18 @@ CORU_API int coru_waitgroup_wait_dl(coru_waitgroup *wg, int64_t deadline);
  * -ECANCELED without starting). Any number of coru_cancel calls, from any
  * threads, end a parked call once. A timed-out or cancelled call has
  * waited for the kernel to let go of its buffer before it returns.
- * coru_close of an fd ends every coroutine's call parked on it with
- * -EBADF, on both engines (the fd must be closed with coru_close: a plain
- * close(2) leaves an io_uring operation parked until it completes).
- * From a plain thread these calls block the thread (as the plain system
- * calls would). fds given out by coru are non-blocking and close-on-exec;
- * an fd of your own must be non-blocking too (epoll would otherwise block
- * the worker in the system call).
+ * coru_close of an fd ends every coroutine's call parked on it, or
+ * entering it while the close runs, with -EBADF, on both engines. Close
+ * fds that coru's calls have used with coru_close, not close(2): coru
+ * keeps per-fd state (the epoll registration, whether it is a socket)
+ * that close(2) does not clear, so an io_uring operation parked on the fd
+ * stays parked until it completes, and on epoll a later fd of your own
+ * (pipe, socketpair, socket) that gets the same number may never report
+ * readiness (fds coru creates reset that state themselves). From a plain
+ * thread these calls block the thread (as the plain system calls would).
+ * fds given out by coru are non-blocking and close-on-exec; an fd of your
+ * own must be non-blocking too (epoll would otherwise block the worker in
+ * the system call).
  * ------------------------------------------------------------------------ */
 
 struct sockaddr;

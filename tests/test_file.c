@@ -4,6 +4,8 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -172,4 +174,54 @@ Test(file, on_epoll_a_deadline_ends_the_wait_for_a_pool_thread, .timeout = 60)
     struct file_run *r = new_run();
     cr_assert_eq(run_on(CORU_IO_EPOLL, 2, pool_busy, r), 0);
     free_run(r);
+}
+
+/* -ECANCELED wins over -ETIMEDOUT: a cancelled coroutine's file calls and
+ * blocking-pool calls return -ECANCELED without starting, whatever their
+ * deadline (they returned -ETIMEDOUT for a past one). */
+static _Atomic int fcancel_go;
+
+static void *noop_fn(void *a)
+{
+    return a;
+}
+
+static void *fcancel_body(void *arg)
+{
+    const char *path = arg;
+    while (!atomic_load(&fcancel_go)) coru_yield();
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    cr_assert_geq(fd, 0);
+    char b[4];
+    const int64_t dls[] = {-2, 0, INT64_MIN, coru_now() - 1, CORU_NEVER, coru_now() + 1000000000};
+    for (size_t i = 0; i < sizeof dls / sizeof dls[0]; i++) {
+        int64_t d = dls[i];
+        cr_assert_eq(coru_pread_dl(fd, b, 1, 0, d), -ECANCELED, "pread_dl(%lld)", (long long)d);
+        cr_assert_eq(coru_pwrite_dl(fd, "x", 1, 0, d), -ECANCELED, "pwrite_dl(%lld)", (long long)d);
+        cr_assert_eq(coru_fsync_dl(fd, d), -ECANCELED);
+        cr_assert_eq(coru_file_open_dl(path, O_RDONLY, 0, d), -ECANCELED);
+        cr_assert_eq(coru_blocking_dl(noop_fn, NULL, NULL, d), -ECANCELED, "blocking_dl(%lld)", (long long)d);
+    }
+    cr_assert_eq(coru_blocking(noop_fn, NULL, NULL), -ECANCELED);
+    close(fd);
+    return NULL;
+}
+
+static void *fcancel_main(void *arg)
+{
+    atomic_store(&fcancel_go, 0);
+    coru_t *h;
+    cr_assert_eq(coru_spawn(&h, fcancel_body, arg, NULL), 0);
+    cr_assert_eq(coru_cancel(h), 0);
+    atomic_store(&fcancel_go, 1);
+    cr_assert_eq(coru_join(h, NULL), 0);
+    return NULL;
+}
+
+Test(file, a_cancelled_coroutine_gets_ecanceled_whatever_the_deadline, .timeout = 30)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/coru-test-fcancel-%d", (int)getpid());
+    FOR_EACH_ENGINE(io) cr_assert_eq(run_on(io, 2, fcancel_main, path), 0);
+    unlink(path);
 }

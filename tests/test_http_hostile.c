@@ -4,10 +4,12 @@
  * a request hidden behind it), slow clients that send a header byte at
  * a time, and ten thousand idle keep-alive connections. */
 #include <fcntl.h>
+#include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "http_helpers.h"
 
 #ifdef CORU_TSAN
@@ -203,13 +205,20 @@ Test(http_hostile, slow_clients_get_408_at_the_header_timeout_and_delay_nobody, 
 
 /* ------------------------------------------------------------ many idle connections */
 
-/* The clients run in a child process (two fds a connection in one process
- * would need twice the fd limit); the server in the test process. The
- * child reports through a pipe: "R" once every connection was served,
- * then its counts. */
+/* The clients run in a second process (two fds a connection in one
+ * process would need twice the fd limit). Not a bare fork: TSan refuses
+ * to start threads in the child of a multi-threaded process, and
+ * Criterion's worker is one under TSan. The test re-executes this binary
+ * with CORU_TEST_HTTP_ROLE set, and the constructor at the end of this
+ * file runs the clients instead of Criterion's main. They report through
+ * a pipe: "R" once every connection was served, then their counts. */
+#define ROLE_ENV "CORU_TEST_HTTP_ROLE"
+extern char **environ;
+
 struct idle {
     uint16_t port;
     _Atomic int served, closed, failed, ready;
+    int report;
 };
 
 struct idle_report {
@@ -242,30 +251,41 @@ static void *idle_client(void *arg)
     return NULL;
 }
 
-struct idle_child {
-    struct idle x;
-    int report; /* pipe to the parent */
-};
-
 static void *idle_clients_main(void *arg)
 {
-    struct idle_child *ch = arg;
+    struct idle *x = arg;
     static coru_t *hs[IDLE_CONNS];
     for (int i = 0; i < IDLE_CONNS; i++)
-        if (coru_spawn(&hs[i], idle_client, &ch->x, NULL)) abort();
-    while (atomic_load(&ch->x.ready) < IDLE_CONNS) coru_sleep(10 * MS);
-    if (write(ch->report, "R", 1) != 1) abort();
+        if (coru_spawn(&hs[i], idle_client, x, NULL)) abort();
+    while (atomic_load(&x->ready) < IDLE_CONNS) coru_sleep(10 * MS);
+    if (write(x->report, "R", 1) != 1) abort();
     for (int i = 0; i < IDLE_CONNS; i++) coru_join(hs[i], NULL);
     return NULL;
 }
 
+/* The helper role "idle <engine> <port> <report fd>". */
+static int idle_child(enum coru_io io, uint16_t port, int report)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    struct idle x = {.port = port, .report = report};
+    if (run_on(io, 2, idle_clients_main, &x) != 0) return 4;
+    struct idle_report rep = {atomic_load(&x.served), atomic_load(&x.closed), atomic_load(&x.failed)};
+    return write(report, &rep, sizeof rep) == (ssize_t)sizeof rep ? 0 : 5;
+}
+
 struct idle_server {
-    int to_child, from_child;
+    enum coru_io io;
+    int up[2]; /* the child's reports: [0] here (non-blocking), [1] inherited */
+    pid_t pid;
     struct idle_report rep;
     int64_t held_ns;
 };
 
-/* Reads exactly n bytes of the pipe (non-blocking) from a coroutine. */
+/* Reads exactly n bytes of the pipe from a coroutine. */
 static void pipe_read(int fd, void *buf, size_t n)
 {
     cr_assert_eq(coru_read_full(fd, buf, n, coru_now() + 120 * SEC), (ssize_t)n, "the client process died");
@@ -277,16 +297,27 @@ static void *idle_server_main(void *arg)
     struct coru_http_opts o = {.idle_timeout = 2 * SEC, .max_conns = 2 * IDLE_CONNS, .backlog = 4096};
     struct fx f;
     fx_start(&f, &o);
-    cr_assert_eq(write(is->to_child, &f.port, sizeof f.port), (ssize_t)sizeof f.port);
+    char role[64];
+    snprintf(role, sizeof role, "idle %d %d %d", (int)is->io, f.port, is->up[1]);
+    posix_spawn_file_actions_t fa;
+    cr_assert_eq(posix_spawn_file_actions_init(&fa), 0);
+    cr_assert_eq(posix_spawn_file_actions_addclose(&fa, is->up[0]), 0);
+    char *argv[] = {(char *)"test_http_hostile-helper", NULL};
+    cr_assert_eq(setenv(ROLE_ENV, role, 1), 0);
+    int rc = posix_spawn(&is->pid, "/proc/self/exe", &fa, NULL, argv, environ);
+    unsetenv(ROLE_ENV);
+    posix_spawn_file_actions_destroy(&fa);
+    cr_assert_eq(rc, 0, "posix_spawn: %s", strerror(rc));
+    close(is->up[1]);
     char r0;
-    pipe_read(is->from_child, &r0, 1);
+    pipe_read(is->up[0], &r0, 1);
     int64_t t0 = coru_now();
     /* All held: a new request is still served at once. */
     struct resp r;
     one(f.port, "GET /hello/fresh HTTP/1.1\r\nHost: x\r\n\r\n", &r, NULL);
     cr_assert_str_eq(r.body, "hello fresh");
     resp_free(&r);
-    pipe_read(is->from_child, &is->rep, sizeof is->rep);
+    pipe_read(is->up[0], &is->rep, sizeof is->rep);
     is->held_ns = coru_now() - t0;
     fx_stop(&f, SEC);
     return NULL;
@@ -297,33 +328,30 @@ Test(http_hostile, ten_thousand_idle_keep_alive_connections_are_held_and_closed_
 {
     raise_nofile(IDLE_CONNS + 200);
     FOR_EACH_ENGINE(io) {
-        int down[2], up[2];
-        cr_assert_eq(pipe(down), 0);
-        cr_assert_eq(pipe2(up, O_NONBLOCK), 0);
-        pid_t pid = fork();
-        cr_assert_geq(pid, 0);
-        if (pid == 0) {
-            close(down[1]);
-            close(up[0]);
-            struct idle_child ch = {.report = up[1]};
-            if (read(down[0], &ch.x.port, sizeof ch.x.port) != (ssize_t)sizeof ch.x.port) _exit(3);
-            if (run_on(io, 2, idle_clients_main, &ch) != 0) _exit(4);
-            struct idle_report rep = {atomic_load(&ch.x.served), atomic_load(&ch.x.closed), atomic_load(&ch.x.failed)};
-            _exit(write(up[1], &rep, sizeof rep) == (ssize_t)sizeof rep ? 0 : 5);
-        }
-        close(down[0]);
-        close(up[1]);
-        struct idle_server is = {.to_child = down[1], .from_child = up[0]};
+        struct idle_server is = {.io = io};
+        cr_assert_eq(pipe(is.up), 0); /* [1] is inherited by the child */
+        cr_assert_eq(fcntl(is.up[0], F_SETFL, O_NONBLOCK), 0);
         cr_assert_eq(run_on(io, 2, idle_server_main, &is), 0);
         int st;
-        cr_assert_eq(waitpid(pid, &st, 0), pid);
+        cr_assert_eq(waitpid(is.pid, &st, 0), is.pid);
         cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the client process failed: %#x", st);
-        close(down[1]);
-        close(up[0]);
+        close(is.up[0]);
         cr_assert_eq(is.rep.failed, 0);
         cr_assert_eq(is.rep.served, IDLE_CONNS);
         cr_assert_eq(is.rep.closed, IDLE_CONNS, "closed at the idle timeout");
         cr_log_info("%d idle connections held, closed %lld ms after the last was served (%s)", IDLE_CONNS,
                     (long long)(is.held_ns / MS), io == CORU_IO_URING ? "io_uring" : "epoll");
     }
+}
+
+/* Runs before Criterion's main in a process started with ROLE_ENV set,
+ * runs the role and exits; does nothing in the test process itself. */
+__attribute__((constructor)) static void http_helper(void)
+{
+    const char *role = getenv(ROLE_ENV);
+    if (!role) return;
+    int io, port, fd;
+    if (sscanf(role, "idle %d %d %d", &io, &port, &fd) == 3) _exit(idle_child((enum coru_io)io, (uint16_t)port, fd));
+    fprintf(stderr, "test_http_hostile: unknown helper role \"%s\"\n", role);
+    _exit(127);
 }

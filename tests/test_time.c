@@ -522,15 +522,27 @@ static void *negative_dl_main(void *arg)
 Test(time, every_negative_deadline_but_never_is_past_in_every_dl_call, .timeout = 60)
 {
     FOR_EACH_ENGINE(io) cr_assert_eq(run_on(io, 2, negative_dl_main, NULL), 0);
-    /* Plain threads too. */
+    /* Plain threads too (INT64_MIN once overflowed into a wait of weeks). */
     coru_chan *ch;
     cr_assert_eq(coru_chan_create(&ch, sizeof(int), 0), 0);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    int u = coru_udp_bind("127.0.0.1", 0);
+    cr_assert_geq(u, 0);
     for (size_t i = 0; i < sizeof past / sizeof past[0]; i++) {
         int v = 0;
+        char b[8];
+        struct iovec iov = {.iov_base = b, .iov_len = sizeof b};
         cr_assert_eq(coru_chan_recv_dl(ch, &v, past[i]), -ETIMEDOUT);
         cr_assert_eq(coru_chan_send_dl(ch, &v, past[i]), -ETIMEDOUT);
         cr_assert_eq(coru_select(NULL, 0, past[i], 0), -ETIMEDOUT);
         cr_assert_eq(coru_sleep_until(past[i]), 0);
+        cr_assert_eq(coru_read_dl(sv[0], b, sizeof b, past[i]), -ETIMEDOUT, "plain read_dl(%lld)", (long long)past[i]);
+        cr_assert_eq(coru_readv(sv[0], &iov, 1, past[i]), -ETIMEDOUT);
+        cr_assert_eq(coru_recvfrom(u, b, sizeof b, NULL, NULL, past[i]), -ETIMEDOUT);
     }
+    close(sv[0]);
+    close(sv[1]);
+    coru_close(u);
     coru_chan_destroy(ch);
 }

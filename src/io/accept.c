@@ -185,11 +185,21 @@ static void msa_complete(struct coru__engine_op *op, int res)
 
 /* The listener's msa, made on first use. NULL only for fds past the fd
  * state table (those accept the single-shot way). */
+/* lfd's multishot state, made on first use, returned with m->lock held
+ * (taken under fs->lock: coru__msa_close detaches it under fs->lock and
+ * frees it only under m->lock, so it cannot go away in between). NULL
+ * when lfd is past the fd table or coru_close has begun on it (the
+ * caller's fallback then fails with -EBADF). */
 static struct coru__msa *msa_of(int lfd)
 {
     struct coru__fdstate *fs = coru__fdstate(lfd);
     if (!fs) return NULL;
     coru__lock(&fs->lock);
+    /* acquire: pairs with coru__io_close_fd's fetch_or */
+    if (atomic_load_explicit(&fs->use, memory_order_acquire) & 1) {
+        coru__unlock(&fs->lock);
+        return NULL;
+    }
     struct coru__msa *m = fs->msa;
     if (!m) {
         m = calloc(1, sizeof *m);
@@ -199,18 +209,18 @@ static struct coru__msa *msa_of(int lfd)
         m->lfd = lfd;
         fs->msa = m;
     }
+    coru__lock(&m->lock);
     coru__unlock(&fs->lock);
     return m;
 }
 
 int coru__msa_accept(struct coru__engine *e, int lfd, int64_t deadline)
 {
-    struct coru__msa *m = msa_of(lfd);
+    struct coru__msa *m = msa_of(lfd); /* locked */
     if (!m) return -ENOSYS; /* caller falls back to a single-shot accept */
     int fd = -1;
     struct coru__waiter w;
     struct coru__wnode n;
-    coru__lock(&m->lock);
     if (m->qlen) {
         fd = q_pop(m);
         coru__unlock(&m->lock);

@@ -69,15 +69,28 @@ static void *sys_fop(void *ctx)
 static long run_fop(struct fop *f, int64_t deadline)
 {
     if (coru__gen_depth > 0) return -EPERM;
+    /* -ECANCELED wins over -ETIMEDOUT (coru.h) */
+    struct coru_co *co = coru__co_self();
+    if (co && atomic_load_explicit(&co->cancelled, memory_order_acquire)) return -ECANCELED; /* pairs with
+                                                                              coru_cancel's release */
     if (coru__dl_passed(deadline)) return -ETIMEDOUT;
+    /* A use of the fd for the whole call (io.h): a coru_close meanwhile
+     * waits for it before close(2). */
+    bool use = f->kind != F_OPEN;
+    if (use && !coru__fd_use(f->fd)) return -EBADF;
+    long r;
     struct coru__engine *e = coru__io_engine();
-    if (e && e->kind == CORU__ENGINE_URING) return coru__io_uring_op(e, f->kind == F_OPEN ? -1 : f->fd, prep_fop, f, deadline);
-    if (e) {
+    if (e && e->kind == CORU__ENGINE_URING) {
+        r = coru__io_uring_op(e, use ? f->fd : -1, prep_fop, f, deadline);
+    } else if (e) {
         int rc = coru_blocking_dl(sys_fop, f, NULL, deadline);
-        return rc ? rc : f->res;
+        r = rc ? rc : f->res;
+    } else {
+        sys_fop(f);
+        r = f->res;
     }
-    sys_fop(f);
-    return f->res;
+    if (use) coru__fd_unuse(f->fd);
+    return r;
 }
 
 static size_t clamp(size_t n)

@@ -45,6 +45,7 @@ static pthread_mutex_t fd_chunks_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void fs_complete(struct coru__engine_op *op, int events);
 static void close_uops(struct coru__fdstate *fs);
+static bool closing(struct coru__fdstate *fs);
 
 /* Wakes every waiter of q with code; whether there was one. Under the
  * queue's fd state lock. */
@@ -98,10 +99,20 @@ bool coru__fd_is_socket(int fd)
     return s;
 }
 
-void coru__io_forget_fd(int fd)
+bool coru__fd_reprobe(int fd)
 {
     struct coru__fdstate *fs = coru__fdstate(fd);
-    if (!fs) return;
+    if (!fs) return false;
+    coru__lock(&fs->lock);
+    fs->probed = false;
+    coru__unlock(&fs->lock);
+    return coru__fd_is_socket(fd);
+}
+
+/* Wakes the fd's waiters with -EBADF, ends its io_uring ops and clears
+ * what coru knows of it. */
+static void forget(struct coru__fdstate *fs, int fd)
+{
     coru__lock(&fs->lock);
     wake_all(&fs->rdq, -EBADF);
     wake_all(&fs->wrq, -EBADF);
@@ -115,6 +126,79 @@ void coru__io_forget_fd(int fd)
     bool msa = fs->msa != NULL;
     coru__unlock(&fs->lock);
     if (msa) coru__msa_close(fd);
+}
+
+void coru__io_forget_fd(int fd)
+{
+    struct coru__fdstate *fs = coru__fdstate(fd);
+    if (!fs) return;
+    forget(fs, fd);
+    /* A new fd from the kernel (callers: socket, accept, open): the
+     * number's last coru_close has closed it, whatever its finish_close
+     * has yet to clear, so the word starts afresh: without this, a call
+     * on the new fd in that window would find the old closing bit. No use
+     * of the old fd can be legitimately in progress any more. */
+    atomic_store_explicit(&fs->use, 0, memory_order_release);
+}
+
+/* ---------------------------------------------------------------- uses and close
+ *
+ * fs->use: bit 0 closing, then the count of uses in steps of 2. The
+ * close(2) happens exactly once, by the one party that sees "closing and
+ * no use": coru__io_close_fd when it sets the bit with no use held (its
+ * fetch_or returns 0), or the releaser whose fetch_sub takes the count
+ * from one to zero with the bit set (it returns 3). A use taken by CAS
+ * only while the bit is clear cannot slip in after either. acq_rel on
+ * every RMW: the closer sees all the users' writes to the fd's state, and
+ * the users see the closer's. Once closed, the word is reset to 0 by CAS
+ * from 1, which fails harmlessly if a new fd made by coru (whose creation
+ * resets it, coru__io_forget_fd) already took the number. */
+
+bool coru__fd_use(int fd)
+{
+    struct coru__fdstate *fs = coru__fdstate(fd);
+    if (!fs) return true;
+    uint32_t v = atomic_load_explicit(&fs->use, memory_order_relaxed);
+    do {
+        if (v & 1) return false;
+    } while (!atomic_compare_exchange_weak_explicit(&fs->use, &v, v + 2, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    return true;
+}
+
+static void finish_close(struct coru__fdstate *fs, int fd, int *rc)
+{
+    int r = close(fd) < 0 ? -errno : 0;
+    if (rc) *rc = r;
+    uint32_t one = 1;
+    atomic_compare_exchange_strong_explicit(&fs->use, &one, 0, memory_order_acq_rel, memory_order_relaxed);
+}
+
+void coru__fd_unuse(int fd)
+{
+    struct coru__fdstate *fs = coru__fdstate(fd);
+    if (!fs) return;
+    if (atomic_fetch_sub_explicit(&fs->use, 2, memory_order_acq_rel) == 3) finish_close(fs, fd, NULL);
+}
+
+int coru__io_close_fd(int fd)
+{
+    struct coru__fdstate *fs = coru__fdstate(fd);
+    if (!fs) return close(fd) < 0 ? -errno : 0;
+    /* The bit first: a wait that begins after forget() has woken the
+     * waiters sees it (under fs->lock) and does not park. */
+    uint32_t v = atomic_fetch_or_explicit(&fs->use, 1, memory_order_acq_rel);
+    if (v & 1) return -EBADF; /* a close of it is already under way */
+    forget(fs, fd);
+    if (v != 0) return 0; /* the last use closes it */
+    int rc = 0;
+    finish_close(fs, fd, &rc);
+    return rc;
+}
+
+static bool closing(struct coru__fdstate *fs)
+{
+    return atomic_load_explicit(&fs->use, memory_order_acquire) & 1; /* pairs with the fetch_or */
 }
 
 /* ---------------------------------------------------------------- engines */
@@ -144,16 +228,23 @@ static void uop_complete(struct coru__engine_op *op, int res)
     if (coru__waiter_claim(&u->w)) coru__waiter_wake(&u->w, 0, 0);
 }
 
-/* Publishes (on != NULL) or withdraws the op as co's op in flight, and
- * links it into (or out of) its fd's list, in one critical section of
- * fs->lock then co->wait_lock, so that coru_close sees either both or
- * neither. Returns, when publishing, whether the op must be cancelled at
- * once (co cancelled meanwhile). */
-static bool uop_publish(struct coru__uop *u, struct coru_co *co, struct coru__engine *e, bool on)
+/* Publishes (on) or withdraws the op as co's op in flight, and links it
+ * into (or out of) its fd's list, in one critical section of fs->lock
+ * then co->wait_lock, so that coru_close sees either both or neither.
+ * Returns, when publishing, 1 if the op must be cancelled at once (co
+ * cancelled meanwhile), -EBADF if coru_close began (nothing
+ * published), else 0. */
+static int uop_publish(struct coru__uop *u, struct coru_co *co, struct coru__engine *e, bool on)
 {
     struct coru__fdstate *fs = u->fs;
     if (fs) {
         coru__lock(&fs->lock);
+        /* A close that marked the fd before our lock section: its forget
+         * (under this lock) may have run already and would not cancel us. */
+        if (on && closing(fs)) {
+            coru__unlock(&fs->lock);
+            return -EBADF;
+        }
         if (on) {
             u->fs_prev = NULL;
             u->fs_next = fs->uops;
@@ -189,6 +280,15 @@ int coru__io_uring_op(struct coru__engine *e, int fd, coru__prep_fn prep, void *
         coru__waiter_abort(&u.w);
         return -ETIMEDOUT;
     }
+    /* Published before the SQEs are queued: a close from now on finds the
+     * op, and its cancel (drained on this thread, after we park) comes
+     * after the op in the ring; a close before it fails the publish. */
+    struct coru_co *co = u.w.co;
+    rc = uop_publish(&u, co, e, true);
+    if (rc < 0) {
+        coru__waiter_abort(&u.w);
+        return rc;
+    }
     struct io_uring *ring = &e->u.ring;
     /* The op and its linked timeout must go to the kernel together. */
     if (coru__dl_set(deadline) && io_uring_sq_space_left(ring) < 2) io_uring_submit(ring);
@@ -206,8 +306,7 @@ int coru__io_uring_op(struct coru__engine *e, int fd, coru__prep_fn prep, void *
         io_uring_sqe_set_data64(t, CORU__TAG_TIMEOUT);
     }
     e->ops_inflight++;
-    struct coru_co *co = u.w.co;
-    if (uop_publish(&u, co, e, true)) coru__io_post_cancel(co);
+    if (rc == 1) coru__io_post_cancel(co);
     coru__waiter_block_uncancellable(&u.w);
     coru__lock(&co->wait_lock);
     bool closed = co->io_closed;
@@ -323,9 +422,11 @@ static int poll_plain(int fd, int dir, int64_t deadline)
     struct pollfd p = {.fd = fd, .events = dir == CORU__IO_READ ? POLLIN : POLLOUT};
     int ms = -1;
     if (coru__dl_set(deadline)) {
+        /* dl_passed first: deadline - now would overflow for a deadline
+         * near INT64_MIN (a time long past) and look like weeks ahead */
+        if (coru__dl_passed(deadline)) return -ETIMEDOUT;
         int64_t left = deadline - coru__now_ns();
-        if (left <= 0) return -ETIMEDOUT;
-        ms = (int)((left + 999999) / 1000000);
+        ms = left / 1000000 >= INT_MAX ? INT_MAX : (int)((left + 999999) / 1000000);
     }
     int n = poll(&p, 1, ms);
     if (n < 0) return errno == EINTR ? 0 : -errno;
@@ -342,6 +443,10 @@ int coru__io_wait_fd(struct coru__engine *e, int fd, int dir, int64_t deadline)
     _Atomic bool *ready = dir == CORU__IO_READ ? &fs->rd_ready : &fs->wr_ready;
     struct coru__waiter w;
     coru__lock(&fs->lock);
+    if (closing(fs)) { /* see coru__io_close_fd: the bit comes before the forget's wake */
+        coru__unlock(&fs->lock);
+        return -EBADF; /* a registration now would be dropped by the close and never fire */
+    }
     /* relaxed: written before the workers start (thread creation orders it) */
     unsigned epoch = atomic_load_explicit(&coru__io_epoch, memory_order_relaxed);
     if (fs->eng && fs->epoch != epoch) fs->eng = NULL; /* registered in an earlier run */

@@ -49,7 +49,23 @@ struct coru__fdstate {
     struct coru__msa *msa;        /* lock: multishot accept state (accept.c) */
     struct coru__uop *uops;       /* lock: io_uring ops in flight on fd, so
                                      that coru_close can end them (io.c) */
+    _Atomic uint32_t use;         /* bit 0: closing (coru_close began); the
+                                     rest, in steps of 2: coroutine calls in
+                                     progress on fd (coru__fd_use) */
 };
+
+/* Uses of an fd by calls in progress, against coru_close, as Go's fdMutex
+ * does: a coroutine's call takes a use before its first system call and
+ * gives it back as it returns (a plain thread's, around each system
+ * call). coru_close marks the fd closing (no use is taken and no wait
+ * begins from then on), wakes what waits on it, and the close(2) itself
+ * is made by whoever gives back the last use (coru_close, when there is
+ * none). So no system call or io_uring op of coru's ever runs against a
+ * closed fd, or lands on its number after another file took it.
+ * use: false when the fd is closing (the call returns -EBADF); fds past
+ * the state table are not tracked (always true). */
+bool coru__fd_use(int fd);
+void coru__fd_unuse(int fd);
 
 /* Bumped by coru_run at every start: a registration made in an earlier
  * run names an engine that no longer exists, so fd states whose epoch is
@@ -60,6 +76,9 @@ extern _Atomic unsigned coru__io_epoch;
 struct coru__fdstate *coru__fdstate(int fd);
 /* Whether fd is a socket (cached). */
 bool coru__fd_is_socket(int fd);
+/* The same, looked up again: for a socket call that got -ENOTSOCK, when a
+ * plain close(2) let the number go to another kind of file. */
+bool coru__fd_reprobe(int fd);
 
 /* The calling thread's engine if it is a worker running a coroutine that
  * may park; NULL for plain threads (and generator bodies). */
@@ -68,13 +87,14 @@ struct coru__engine *coru__io_engine(void);
 typedef void (*coru__prep_fn)(struct io_uring_sqe *sqe, void *ctx);
 /* io_uring: runs one op on fd (-1: none, as for open) prepared by
  * prep(sqe, ctx) and returns its CQE result, -ETIMEDOUT (deadline),
- * -ECANCELED (coru_cancel), or -EBADF (coru_close(fd) while it waited). */
+ * -ECANCELED (coru_cancel), or -EBADF (coru_close(fd) began before it or
+ * while it waited). The caller holds a use of fd. */
 int coru__io_uring_op(struct coru__engine *e, int fd, coru__prep_fn prep, void *ctx, int64_t deadline);
 
 enum { CORU__IO_READ = 1, CORU__IO_WRITE = 2 };
 /* epoll (or plain thread, e == NULL): waits until fd may be ready for dir.
  * Returns 0 (retry the call), -ETIMEDOUT, -ECANCELED, -EPERM (fd cannot be
- * polled: a regular file), or -errno. */
+ * polled: a regular file), -EBADF (coru_close began), or -errno. */
 int coru__io_wait_fd(struct coru__engine *e, int fd, int dir, int64_t deadline);
 
 /* Wakes waiters of fd with -EBADF (epoll), asks the rings of io_uring
@@ -82,6 +102,11 @@ int coru__io_wait_fd(struct coru__engine *e, int fd, int dir, int64_t deadline);
  * registration and any multishot accept state; before close(fd), and for
  * a new fd whose number may have been used before. */
 void coru__io_forget_fd(int fd);
+/* coru_close: marks fd closing, forgets it as above, and closes it now
+ * (returning close(2)'s 0 or -errno) or, when calls still use it, lets
+ * the last of them close it (returning 0); -EBADF if a coru_close of it
+ * is already under way. */
+int coru__io_close_fd(int fd);
 
 /* accept.c: multishot accept on io_uring (e->u.multishot_accept). Returns
  * the accepted fd or -errno like accept4 (-ETIMEDOUT, -ECANCELED), or

@@ -113,6 +113,7 @@ struct op {
     socklen_t *alen;
     socklen_t alen_val;
     bool sock;
+    bool probe;         /* sock is to be looked up (run(), under the use) */
     const struct iovec *iov;
     int iovcnt;
     struct msghdr msg;
@@ -155,16 +156,55 @@ static bool self_cancelled(void)
     return co && atomic_load_explicit(&co->cancelled, memory_order_acquire);
 }
 
+static int run_once(struct op *o, coru__prep_fn prep, long (*sys)(struct op *), int64_t deadline);
+
+/* One call. The socket-or-not fact is cached per fd number; a number
+ * closed with a plain close(2) and reused for a pipe would make a socket
+ * call fail with -ENOTSOCK: then it is looked up again and the call
+ * retried as the file it is. */
 static int run(struct op *o, coru__prep_fn prep, long (*sys)(struct op *), int64_t deadline)
 {
     if (o->fd < 0) return -EBADF;
+    /* A coroutine's call holds a use of the fd throughout (io.h); a plain
+     * thread's holds one around each system call (sys_use), not across
+     * poll(2), which a close could not interrupt. */
+    bool co = coru__io_engine() != NULL;
+    if (co && !coru__fd_use(o->fd)) return -EBADF;
+    if (o->probe) { /* fstat(2) under the use too: never against a closing fd */
+        if (!co && !coru__fd_use(o->fd)) return -EBADF;
+        o->sock = coru__fd_is_socket(o->fd);
+        if (!co) coru__fd_unuse(o->fd);
+    }
+    int r = run_once(o, prep, sys, deadline);
+    if (r == -ENOTSOCK && o->sock && (sys == sys_read || sys == sys_write || sys == sys_writev) &&
+        !coru__fd_reprobe(o->fd)) {
+        o->sock = false;
+        r = run_once(o, prep, sys, deadline);
+    }
+    if (co) coru__fd_unuse(o->fd);
+    return r;
+}
+
+/* A plain thread's system call, under a use of the fd. */
+static long sys_use(long (*sys)(struct op *), struct op *o)
+{
+    if (!coru__fd_use(o->fd)) return -EBADF;
+    long r = sys(o);
+    coru__fd_unuse(o->fd);
+    return r;
+}
+
+static int run_once(struct op *o, coru__prep_fn prep, long (*sys)(struct op *), int64_t deadline)
+{
     struct coru__engine *e = coru__io_engine();
     if (coru__gen_depth > 0) return -EPERM;
     if (!e && !o->sock && (sys == sys_write || sys == sys_writev)) {
         /* A plain thread: the non-blocking-then-poll loop below, with
          * each write guarded against SIGPIPE. */
         for (;;) {
+            if (!coru__fd_use(o->fd)) return -EBADF;
             long r = plain_write_nosigpipe(sys, o);
+            coru__fd_unuse(o->fd);
             if (r != -EAGAIN) return (int)r;
             int rc = coru__io_wait_fd(NULL, o->fd, o->dir, deadline);
             if (rc) return rc;
@@ -203,7 +243,7 @@ static int run(struct op *o, coru__prep_fn prep, long (*sys)(struct op *), int64
                      !self_cancelled();
     for (;;) {
         if (!wait_first) {
-            long r = sys(o);
+            long r = e ? sys(o) : sys_use(sys, o);
             if (r != -EAGAIN) {
                 if (fs) atomic_store_explicit(&fs->rd_drained, r > 0 && (size_t)r < o->n, memory_order_relaxed);
                 return (int)r;
@@ -258,7 +298,7 @@ ssize_t coru_read_dl(int fd, void *buf, size_t n, int64_t deadline)
      * once, without waiting for readiness; read(2) with 0 bytes never
      * blocks, whatever the fd. */
     if (n == 0) return read(fd, buf, 0) < 0 ? -errno : 0;
-    struct op o = {.fd = fd, .dir = CORU__IO_READ, .buf = buf, .n = clamp(n), .sock = coru__fd_is_socket(fd)};
+    struct op o = {.fd = fd, .dir = CORU__IO_READ, .buf = buf, .n = clamp(n), .probe = true};
     return run(&o, prep_read, sys_read, deadline);
 }
 
@@ -270,11 +310,15 @@ ssize_t coru_read(int fd, void *buf, size_t n)
 ssize_t coru_write_dl(int fd, const void *buf, size_t n, int64_t deadline)
 {
     if (!buf && n) return -EFAULT;
-    struct op o = {.fd = fd, .dir = CORU__IO_WRITE, .buf = (void *)buf, .n = clamp(n), .sock = coru__fd_is_socket(fd)};
+    struct op o = {.fd = fd, .dir = CORU__IO_WRITE, .buf = (void *)buf, .n = clamp(n), .probe = true};
     /* Zero bytes: one attempt (never waits), as write(2) does. */
     if (n == 0 && fd >= 0) {
         if (coru__gen_depth > 0) return -EPERM;
-        return coru__io_engine() || o.sock ? sys_write(&o) : plain_write_nosigpipe(sys_write, &o);
+        if (!coru__fd_use(fd)) return -EBADF;
+        o.sock = coru__fd_is_socket(fd);
+        long r = coru__io_engine() || o.sock ? sys_write(&o) : plain_write_nosigpipe(sys_write, &o);
+        coru__fd_unuse(fd);
+        return r;
     }
     return run(&o, prep_write, sys_write, deadline);
 }
@@ -435,7 +479,7 @@ static long sys_writev(struct op *o)
 static int vec_op(int fd, const struct iovec *iov, int iovcnt, int dir, int64_t deadline)
 {
     if ((!iov && iovcnt) || iovcnt < 0 || iovcnt > IOV_MAX) return -EINVAL;
-    struct op o = {.fd = fd, .dir = dir, .iov = iov, .iovcnt = iovcnt, .sock = coru__fd_is_socket(fd)};
+    struct op o = {.fd = fd, .dir = dir, .iov = iov, .iovcnt = iovcnt, .probe = true};
     o.msg.msg_iov = (struct iovec *)iov;
     o.msg.msg_iovlen = (size_t)iovcnt;
     return dir == CORU__IO_READ ? run(&o, prep_readv, sys_readv, deadline) : run(&o, prep_writev, sys_writev, deadline);
@@ -528,6 +572,5 @@ int coru_shutdown(int fd, int how)
 int coru_close(int fd)
 {
     if (fd < 0) return -EBADF;
-    coru__io_forget_fd(fd);
-    return close(fd) < 0 ? -errno : 0;
+    return coru__io_close_fd(fd);
 }

@@ -55,7 +55,8 @@ static int thread_block(struct coru__waiter *w, int64_t deadline)
     while (atomic_load_explicit(&w->futex, memory_order_acquire) == 0) {
         struct timespec ts, *tsp = NULL;
         if (coru__dl_set(deadline)) {
-            int64_t left = deadline - coru__now_ns();
+            /* (a deadline near INT64_MIN would overflow the subtraction) */
+            int64_t left = coru__dl_passed(deadline) ? 0 : deadline - coru__now_ns();
             if (left <= 0) {
                 if (coru__waiter_claim(w)) return w->code = -ETIMEDOUT;
                 deadline = -1; /* a waker won: wait for its wake */
