@@ -505,7 +505,12 @@ CORU_API int coru_fsync_dl(int fd, int64_t deadline);
 
 /* shutdown(2): how is SHUT_RD, SHUT_WR or SHUT_RDWR. Returns 0 or -errno. */
 CORU_API int coru_shutdown(int fd, int how);
-/* Closes the fd. Returns 0 or -errno (-EBADF). */
+/* Closes the fd: calls parked on it (or entering it now) end with -EBADF.
+ * When another coroutine's call is in the middle of its system call on
+ * the fd, the close(2) itself is made as that call returns, microseconds
+ * later (as Go's net.FD does), so that no call runs against a closed fd or
+ * a number another file has taken; coru_close then returns 0. Returns 0
+ * or -errno (-EBADF: not open, or already being closed). Never parks. */
 CORU_API int coru_close(int fd);
 
 /* ------------------------------------------------------------------------
