@@ -77,7 +77,7 @@ int bench_http(int argc, char **argv)
     const char *nl = getenv("CORU_BENCH_LISTENERS");
     struct coru_http_opts ho = {
         .backlog = 4096,
-        .idle_timeout = INT64_MAX / 2, /* the bench's peers never close on their own */
+        .idle_timeout = CORU_NEVER, /* the bench's peers never close on their own */
         .max_conns = 100000,
         .listeners = nl ? (unsigned)atoi(nl) : 0,
     };

@@ -78,7 +78,8 @@ typedef struct coru_http_resp coru_http_resp; /* valid during its handler */
 typedef int (*coru_http_handler)(coru_http_req *req, coru_http_resp *resp, void *arg);
 
 /* Server options. Zero-initialise and set what you need: 0 means the
- * default given beside each field. Times are durations in nanoseconds. */
+ * default given beside each field. Times are durations in nanoseconds;
+ * CORU_NEVER turns a timeout off (then no timer is armed for it at all). */
 struct coru_http_opts {
     size_t max_request_line;   /* request line bytes; default 8 KiB (414) */
     size_t max_header_bytes;   /* header block after the request line;

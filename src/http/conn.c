@@ -194,12 +194,12 @@ void coru__http_conn_run(struct coru__http_conn *c)
             ssize_t n;
             if (c->len == c->start) {
                 if (enter_idle(c)) goto out;
-                n = fill(c, true, 1024, coru_now() + s->o.idle_timeout);
+                n = fill(c, true, 1024, coru__http_after(s->o.idle_timeout));
                 if (!leave_idle(c)) goto out;
                 if (n <= 0) goto out; /* EOF, idle timeout, error: close quietly */
-                head_dl = coru_now() + s->o.header_timeout;
+                head_dl = coru__http_after(s->o.header_timeout);
             } else {
-                if (!head_dl) head_dl = coru_now() + s->o.header_timeout;
+                if (!head_dl) head_dl = coru__http_after(s->o.header_timeout);
                 n = fill(c, true, 1024, head_dl);
                 if (n == -ETIMEDOUT) {
                     coru__http_error(c, 408, true, NULL, version);
@@ -249,7 +249,7 @@ void coru__http_conn_run(struct coru__http_conn *c)
             if (m.version >= 11 && m.expect_continue && pos == c->len) {
                 if (!coru__http_out(c, "HTTP/1.1 100 Continue\r\n\r\n", 25) || !coru__http_flush(c)) goto out;
             }
-            int64_t body_dl = coru_now() + s->o.body_timeout;
+            int64_t body_dl = coru__http_after(s->o.body_timeout);
             size_t keep = pos; /* the head ends here and stays */
             for (;;) {
                 if (pos < c->len) {

@@ -131,6 +131,12 @@ char *coru__http_scratch(struct coru__http_conn *c, size_t n);
 /* Ends the request's scratch strings. */
 void coru__http_scratch_reset(struct coru__http_conn *c);
 
+/* The deadline of a timeout option from now: CORU_NEVER for none. */
+static inline int64_t coru__http_after(int64_t timeout)
+{
+    return timeout == CORU_NEVER ? CORU_NEVER : coru_now() + timeout;
+}
+
 /* date.c: "Date: <IMF-fixdate>\r\n" of the current second, formatted
  * once a second per worker. Returns its length (37) and copies it to
  * dst. */

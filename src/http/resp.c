@@ -38,7 +38,7 @@ bool coru__http_flush(struct coru__http_conn *c)
 {
     if (c->broken) return false;
     if (!c->olen) return true;
-    int64_t dl = coru_now() + c->s->o.write_timeout;
+    int64_t dl = coru__http_after(c->s->o.write_timeout);
     ssize_t r = c->io.write(c->io.ctx, c->out, c->olen, dl);
     c->olen = 0;
     if (r < 0) {
@@ -450,7 +450,7 @@ int coru_http_resp_write(coru_http_resp *w, const void *data, size_t n)
         return coru__http_flush(c) ? 0 : -EPIPE;
     }
     if (!coru__http_flush(c)) return -EPIPE;
-    ssize_t r = c->io.write(c->io.ctx, data, n, coru_now() + c->s->o.write_timeout);
+    ssize_t r = c->io.write(c->io.ctx, data, n, coru__http_after(c->s->o.write_timeout));
     if (r < 0) {
         c->broken = true;
         return (int)r;

@@ -48,7 +48,9 @@ int coru_http_server_create(coru_http_server **out, const char *host, uint16_t p
     if (!out) return -EINVAL;
     struct coru_http_opts o = {0};
     if (opts) o = *opts;
-    if (o.header_timeout < 0 || o.body_timeout < 0 || o.idle_timeout < 0 || o.write_timeout < 0 ||
+    /* a timeout is > 0, 0 (the default) or CORU_NEVER (none) */
+    if ((o.header_timeout < 0 && o.header_timeout != CORU_NEVER) || (o.body_timeout < 0 && o.body_timeout != CORU_NEVER) ||
+        (o.idle_timeout < 0 && o.idle_timeout != CORU_NEVER) || (o.write_timeout < 0 && o.write_timeout != CORU_NEVER) ||
         o.listeners > MAX_LISTENERS || o.max_conns > (1u << 31) || o.max_headers > 100000)
         return -EINVAL;
     fill_defaults(&o);

@@ -123,7 +123,10 @@ int coru__theap_fire(struct coru__theap *h, int64_t now)
         remove_at(h, 0);
         /* Claim and wake under the lock: the waiter's disarm waits for
          * the lock, so it is alive until we are done with it. */
-        if (coru__waiter_claim(t->w)) {
+        if (t->fire) {
+            t->fire(t);
+            woke++; /* what it did (a cancel queued) wants the engine polled */
+        } else if (coru__waiter_claim(t->w)) {
             coru__waiter_wake(t->w, -ETIMEDOUT, -1);
             woke++;
         }

@@ -6,7 +6,10 @@
  * A timer belongs to the waiter that armed it (it lives on the waiter's
  * stack); firing claims the waiter (waiter.h) and wakes it with
  * -ETIMEDOUT, under the heap lock, so the waiter's disarm (which takes
- * the same lock) cannot return before the firing is over.
+ * the same lock) cannot return before the firing is over. A timer with a
+ * `fire` function calls that instead (the deadline of an io_uring op,
+ * io.c, which must not wake its coroutine before the op's completion): it
+ * runs on the owner worker, under the heap lock, by the same rule.
  */
 #ifndef CORU_TIMER_H
 #define CORU_TIMER_H
@@ -23,7 +26,8 @@ struct coru__timer {
     int64_t when;              /* absolute deadline, ns */
     size_t idx;                /* position in heap->a; SIZE_MAX: not armed */
     struct coru__theap *heap;  /* where it is armed */
-    struct coru__waiter *w;    /* whom it wakes */
+    struct coru__waiter *w;    /* whom it wakes (when fire is NULL) */
+    void (*fire)(struct coru__timer *t); /* or what it does when due */
 };
 
 struct coru__theap {

@@ -20,6 +20,7 @@ int coru__waiter_init(struct coru__waiter *w)
     w->tm.idx = SIZE_MAX;
     w->tm.heap = NULL;
     w->tm.w = w;
+    w->tm.fire = NULL;
     if (w->co) {
         /* acquire: pairs with the release in coru_cancel */
         if (atomic_load_explicit(&w->co->cancelled, memory_order_acquire)) return -ECANCELED;
