@@ -11,13 +11,14 @@ and the extras shown are those of the run with that median (the lower middle one
 import statistics
 import sys
 
-BENCH_ORDER = ["switch", "spawn", "skynet", "pingpong", "mpmc", "timers", "parked", "echo", "http"]
+BENCH_ORDER = ["switch", "spawn", "skynet", "pingpong", "mpmc", "timers", "parked", "echo", "http", "httppipe", "hellopath"]
 # Ratio columns: header -> impl names that count as that peer (Tokio's HTTP server is "tokio-hyper").
 PEERS = [
     ("go", ("go",)),
     ("boost", ("boost",)),
     ("boost-suspend", ("boost-suspend",)),
     ("tokio", ("tokio", "tokio-hyper")),
+    ("nginx", ("nginx",)),
 ]
 
 
