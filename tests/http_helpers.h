@@ -169,6 +169,19 @@ static int h_big(coru_http_req *rq, coru_http_resp *rs, void *arg)
     return coru_http_resp_send(rs, 200, "text/plain", big, sizeof big);
 }
 
+/* Streams 64 MiB in 64 KiB writes; the last write's result is kept. */
+static _Atomic int huge_rc = 1;
+
+static int h_huge(coru_http_req *rq, coru_http_resp *rs, void *arg)
+{
+    static char chunk[64 * 1024];
+    int rc = coru_http_resp_length(rs, (uint64_t)1024 * sizeof chunk);
+    for (int i = 0; !rc && i < 1024; i++) rc = coru_http_resp_write(rs, chunk, sizeof chunk);
+    if (!rc) rc = coru_http_resp_end(rs);
+    atomic_store(&huge_rc, rc);
+    return rc;
+}
+
 /* ------------------------------------------------------------ the fixture */
 
 struct fx {
@@ -218,6 +231,7 @@ __attribute__((unused)) static void fx_start(struct fx *f, const struct coru_htt
         {"GET", "/close", h_close},
         {"GET", "/big", h_big},
         {"DELETE", "/hello/{name}", h_hello},
+        {"GET", "/huge", h_huge},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         cr_assert_eq(coru_http_route(f->srv, routes[i].m, routes[i].p, routes[i].h, NULL), 0, "%s %s", routes[i].m,

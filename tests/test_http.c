@@ -476,6 +476,36 @@ Test(http, header_body_and_idle_timeouts_close_with_408_or_silently, .timeout = 
     BOTH(timeouts_main);
 }
 
+/* A client that stops reading a response: the write that cannot finish
+ * in write_timeout fails with -ETIMEDOUT and the connection is closed. */
+static void *write_timeout_main(void *arg)
+{
+    struct coru_http_opts o = {.write_timeout = 200 * MS};
+    struct fx f;
+    fx_start(&f, &o);
+    atomic_store(&huge_rc, 1);
+    struct cl *c = cl_open(f.port);
+    cl_sends(c, "GET /huge HTTP/1.1\r\nHost: x\r\n\r\n");
+    int64_t t0 = coru_now();
+    while (atomic_load(&huge_rc) == 1 && coru_now() - t0 < 10 * SEC) coru_sleep(10 * MS);
+    cr_assert_eq(atomic_load(&huge_rc), -ETIMEDOUT, "the stalled write: %d", atomic_load(&huge_rc));
+    /* what the socket holds, then the end */
+    static char buf[65536]; /* not on the coroutine's 64 KiB stack */
+    ssize_t n;
+    size_t got = 0;
+    while ((n = coru_read_dl(c->fd, buf, sizeof buf, coru_now() + 5 * SEC)) > 0) got += (size_t)n;
+    cr_assert(n == 0 || n == -ECONNRESET, "read %zd after %zu bytes", n, got);
+    cr_assert_lt(got, (size_t)64 << 20, "the whole body came: no timeout");
+    cl_close(c);
+    fx_stop(&f, SEC);
+    return NULL;
+}
+
+Test(http, a_stalled_write_times_out_and_closes_the_connection, .timeout = 60)
+{
+    BOTH(write_timeout_main);
+}
+
 static void *maxconns_main(void *arg)
 {
     struct coru_http_opts o = {.max_conns = 2, .listeners = 1};
