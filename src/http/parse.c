@@ -64,8 +64,7 @@ long coru__http_scan(struct coru__http_scan *sc, const char *buf, size_t n, cons
     return 0;
 }
 
-/* tchar of RFC 9110 */
-static bool is_tchar(unsigned char c)
+bool coru__http_is_tchar(unsigned char c)
 {
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
     return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
@@ -77,7 +76,7 @@ int coru__http_check_version(const char *line, size_t len)
      * 3): whitespace tricks in the request line are refused, not guessed
      * at. */
     size_t i = 0;
-    while (i < len && is_tchar((unsigned char)line[i])) i++;
+    while (i < len && coru__http_is_tchar((unsigned char)line[i])) i++;
     if (i == 0 || i == len || line[i] != ' ') return -400;
     size_t t = ++i;
     while (i < len && (unsigned char)line[i] > ' ' && line[i] != 0x7f) i++;

@@ -53,6 +53,10 @@ struct coru__http_scan {
  * (empty lines before it are skipped, as RFC 9112 allows). */
 long coru__http_scan(struct coru__http_scan *sc, const char *buf, size_t n, const struct coru__http_limits *lim);
 
+/* Whether c is a tchar of RFC 9110 (the bytes of methods and field
+ * names). */
+bool coru__http_is_tchar(unsigned char c);
+
 /* The request line: 0 for "METHOD SP target SP HTTP/1.x" with x 0 or 1,
  * -505 for another well-formed HTTP/d.d, -400 for anything else (extra
  * spaces, control bytes in the target, a missing version). line: the

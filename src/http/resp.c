@@ -19,16 +19,22 @@
 
 /* ---------------------------------------------------------------- output */
 
+/* Room for n more bytes of output. */
+static bool out_reserve(struct coru__http_conn *c, size_t n)
+{
+    if (c->olen + n <= c->ocap) return true;
+    size_t cap = c->ocap ? c->ocap : 4096;
+    while (cap < c->olen + n) cap *= 2;
+    char *o = realloc(c->out, cap);
+    if (!o) return false;
+    c->out = o;
+    c->ocap = cap;
+    return true;
+}
+
 bool coru__http_out(struct coru__http_conn *c, const void *p, size_t n)
 {
-    if (c->olen + n > c->ocap) {
-        size_t cap = c->ocap ? c->ocap : 4096;
-        while (cap < c->olen + n) cap *= 2;
-        char *o = realloc(c->out, cap);
-        if (!o) return false;
-        c->out = o;
-        c->ocap = cap;
-    }
+    if (!out_reserve(c, n)) return false;
     memcpy(c->out + c->olen, p, n);
     c->olen += n;
     return true;
@@ -153,14 +159,7 @@ static bool put_head(struct coru__http_conn *c, int status, int64_t length, bool
     const char *rs = reason(status);
     size_t rl = strlen(rs), cl = ctype ? strlen(ctype) : 0;
     size_t need = 9 + 4 + rl + 2 + 8 + s->name_len + 2 + 37 + (ctype ? 16 + cl : 0) + extra_len + 40 + 26 + 2;
-    if (c->olen + need > c->ocap) {
-        size_t cap = c->ocap ? c->ocap : 4096;
-        while (cap < c->olen + need) cap *= 2;
-        char *o = realloc(c->out, cap);
-        if (!o) return false;
-        c->out = o;
-        c->ocap = cap;
-    }
+    if (!out_reserve(c, need)) return false;
     char *p = c->out + c->olen;
     memcpy(p, "HTTP/1.1 ", 9);
     p += 9;
@@ -321,12 +320,6 @@ void coru__http_resp_fini(struct coru_http_resp *w)
     w->hdrs = NULL;
 }
 
-static bool is_tchar(unsigned char ch)
-{
-    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')) return true;
-    return ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
-}
-
 int coru_http_resp_status(coru_http_resp *w, int status)
 {
     if (!w || status < 200 || status > 599) return -EINVAL;
@@ -340,7 +333,7 @@ int coru_http_resp_header(coru_http_resp *w, const char *name, const char *value
     if (!w || !name || !value || !*name) return -EINVAL;
     if (w->head_sent || w->answered) return -EALREADY;
     for (const char *p = name; *p; p++)
-        if (!is_tchar((unsigned char)*p)) return -EINVAL;
+        if (!coru__http_is_tchar((unsigned char)*p)) return -EINVAL;
     for (const char *p = value; *p; p++)
         if (*p == '\r' || *p == '\n') return -EINVAL;
     if (!strcasecmp(name, "content-length") || !strcasecmp(name, "transfer-encoding") ||

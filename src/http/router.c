@@ -2,6 +2,8 @@
  * router.h. */
 #include "router.h"
 
+#include "parse.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -59,19 +61,12 @@ void coru__router_fini(struct coru__router *r)
     r->root = NULL;
 }
 
-/* tchar of RFC 9110 */
-static bool is_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-    return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
 static bool valid_method(const char *m)
 {
     if (!strcmp(m, "*")) return true;
     if (!*m) return false;
     for (const char *p = m; *p; p++)
-        if (!is_tchar((unsigned char)*p)) return false;
+        if (!coru__http_is_tchar((unsigned char)*p)) return false;
     return true;
 }
 
