@@ -3,7 +3,9 @@
 #ifndef CORU_COMMON_H
 #define CORU_COMMON_H
 
+#include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +45,18 @@ __attribute__((noreturn, format(printf, 2, 3))) void coru__panic(const char *fun
 
 /* Monotonic clock in nanoseconds. */
 int64_t coru__now_ns(void);
+
+/* SIGPIPE held off the calling thread for a stretch of code (a worker's
+ * run, a plain thread's pipe write): hold blocks it; release discards a
+ * SIGPIPE raised meanwhile (when `raised` says one may have been; one
+ * that was already pending at hold is the caller's and stays) and gives
+ * back the thread's mask. The process's disposition is never touched. */
+struct coru__sigpipe {
+    sigset_t old;      /* the thread's mask before hold */
+    bool was_pending;  /* a SIGPIPE was pending at hold */
+};
+void coru__sigpipe_hold(struct coru__sigpipe *g);
+void coru__sigpipe_release(struct coru__sigpipe *g, bool raised);
 
 /* Deadlines (coru.h): only CORU_NEVER (-1) means "none"; every other
  * value is an absolute time, and any other negative one is long past. */

@@ -293,11 +293,9 @@ void coru__http_parser_begin(struct coru__http_parser *p, struct coru__http_msg 
 
 /* The status for an llhttp error: what was decided in a callback, else 400
  * (every other llhttp error is a malformed or smuggling-shaped request). */
-static int error_status(struct coru__http_parser *p, llhttp_errno_t e)
+static int error_status(const struct coru__http_parser *p)
 {
-    if (p->status) return p->status;
-    (void)e;
-    return -400;
+    return p->status ? p->status : -400;
 }
 
 int coru__http_parse(struct coru__http_parser *p, const char *data, size_t n, size_t *used)
@@ -328,7 +326,7 @@ int coru__http_parse(struct coru__http_parser *p, const char *data, size_t n, si
     }
     default:
         *used = 0;
-        return error_status(p, e);
+        return error_status(p);
     }
 }
 

@@ -69,6 +69,7 @@ int coru_http_server_create(coru_http_server **out, const char *host, uint16_t p
         .max_ext = o.max_header_bytes,
     };
     s->host_any = !host || !*host;
+    s->deadline = CORU_NEVER; /* until a shutdown sets one (under s->lock) */
     if (host) strcpy(s->host, host);
     coru__router_init(&s->router);
     pthread_mutex_init(&s->lock, NULL);
@@ -279,7 +280,6 @@ int coru_http_server_serve(coru_http_server *s)
         }
         return -EBUSY;
     }
-    s->deadline = CORU_NEVER;
     unsigned n = s->o.listeners;
     if (!n) {
         struct coru_stats st;

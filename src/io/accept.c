@@ -183,8 +183,6 @@ static void msa_complete(struct coru__engine_op *op, int res)
     coru__unlock(&m->lock);
 }
 
-/* The listener's msa, made on first use. NULL only for fds past the fd
- * state table (those accept the single-shot way). */
 /* lfd's multishot state, made on first use, returned with m->lock held
  * (taken under fs->lock: coru__msa_close detaches it under fs->lock and
  * frees it only under m->lock, so it cannot go away in between). NULL
@@ -232,9 +230,7 @@ int coru__msa_accept(struct coru__engine *e, int lfd, int64_t deadline)
         coru__unlock(&m->lock);
         return err;
     }
-    struct coru_co *self = coru__co_self();
-    /* acquire: pairs with the release in coru_cancel */
-    bool cancelled = self && atomic_load_explicit(&self->cancelled, memory_order_acquire);
+    bool cancelled = coru__self_cancelled();
     if (cancelled || coru__dl_passed(deadline)) {
         coru__unlock(&m->lock);
         int r = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); /* try once */

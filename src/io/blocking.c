@@ -243,11 +243,9 @@ static int run_blocking(void *(*fn)(void *arg), void *arg, void **result, int64_
 {
     if (!fn) return -EINVAL;
     if (coru__gen_depth > 0) return -EPERM;
-    struct coru_co *co = coru__co_self();
-    /* -ECANCELED wins over -ETIMEDOUT (coru.h); acquire pairs with coru_cancel */
-    if (co && atomic_load_explicit(&co->cancelled, memory_order_acquire)) return -ECANCELED;
+    if (coru__self_cancelled()) return -ECANCELED; /* it wins over -ETIMEDOUT (coru.h) */
     if (coru__dl_passed(deadline)) return -ETIMEDOUT;
-    if (!co) { /* a plain thread may block itself */
+    if (!coru__co_self()) { /* a plain thread may block itself */
         void *r = fn(arg);
         if (result) *result = r;
         return 0;

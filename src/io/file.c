@@ -69,10 +69,7 @@ static void *sys_fop(void *ctx)
 static long run_fop(struct fop *f, int64_t deadline)
 {
     if (coru__gen_depth > 0) return -EPERM;
-    /* -ECANCELED wins over -ETIMEDOUT (coru.h) */
-    struct coru_co *co = coru__co_self();
-    if (co && atomic_load_explicit(&co->cancelled, memory_order_acquire)) return -ECANCELED; /* pairs with
-                                                                              coru_cancel's release */
+    if (coru__self_cancelled()) return -ECANCELED; /* it wins over -ETIMEDOUT (coru.h) */
     if (coru__dl_passed(deadline)) return -ETIMEDOUT;
     /* A use of the fd for the whole call (io.h): a coru_close meanwhile
      * waits for it before close(2). */

@@ -259,7 +259,8 @@ static void uop_timeout(struct coru__timer *t)
  * then co->wait_lock, so that coru_close sees either both or neither.
  * Returns, when publishing, 1 if the op must be cancelled at once (co
  * cancelled meanwhile), -EBADF if coru_close began (nothing
- * published), else 0. */
+ * published), else 0; when withdrawing, whether coru_close asked the
+ * ring to end the op (co->io_closed). */
 static int uop_publish(struct coru__uop *u, struct coru_co *co, struct coru__engine *e, bool on)
 {
     struct coru__fdstate *fs = u->fs;
@@ -285,13 +286,14 @@ static int uop_publish(struct coru__uop *u, struct coru_co *co, struct coru__eng
         }
     }
     coru__lock(&co->wait_lock);
+    bool closed = co->io_closed;
     co->io_op = on ? &u->base : NULL;
     co->io_eng = on ? e : NULL;
     co->io_closed = false;
     bool cancel = on && atomic_load_explicit(&co->cancelled, memory_order_relaxed); /* set under wait_lock */
     coru__unlock(&co->wait_lock);
     if (fs) coru__unlock(&fs->lock);
-    return cancel;
+    return on ? cancel : closed;
 }
 
 int coru__io_uring_op(struct coru__engine *e, int fd, coru__prep_fn prep, void *ctx, int64_t deadline)
@@ -344,10 +346,7 @@ int coru__io_uring_op(struct coru__engine *e, int fd, coru__prep_fn prep, void *
     if (rc == 1) coru__io_post_cancel(co);
     coru__waiter_block_uncancellable(&u.w);
     if (u.tm.heap) coru__timer_disarm(&u.tm); /* waits out a firing in progress */
-    coru__lock(&co->wait_lock);
-    bool closed = co->io_closed;
-    coru__unlock(&co->wait_lock);
-    uop_publish(&u, co, e, false);
+    bool closed = uop_publish(&u, co, e, false);
     if (u.res == -ECANCELED) {
         if (atomic_load_explicit(&co->cancelled, memory_order_acquire)) return -ECANCELED;
         if (closed) return -EBADF;

@@ -10,8 +10,6 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
-#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -133,27 +131,11 @@ static long sys_writev(struct op *o);
  * libpq does; its mask is restored before returning. */
 static long plain_write_nosigpipe(long (*sys)(struct op *), struct op *o)
 {
-    sigset_t pipe_set, old, pending;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    bool was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    struct coru__sigpipe g;
+    coru__sigpipe_hold(&g);
     long r = sys(o);
-    if (r == -EPIPE && !was_pending) {
-        const struct timespec zero = {0, 0};
-        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {
-        }
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    coru__sigpipe_release(&g, r == -EPIPE);
     return r;
-}
-
-/* Whether the calling coroutine has been cancelled (false off coroutines). */
-static bool self_cancelled(void)
-{
-    struct coru_co *co = coru__co_self();
-    /* acquire: pairs with the release in coru_cancel */
-    return co && atomic_load_explicit(&co->cancelled, memory_order_acquire);
 }
 
 static int run_once(struct op *o, coru__prep_fn prep, long (*sys)(struct op *), int64_t deadline);
@@ -218,7 +200,7 @@ static int run_once(struct op *o, coru__prep_fn prep, long (*sys)(struct op *), 
          * as on epoll (what can complete at once still does; the ring
          * path alone would return -ETIMEDOUT or -ECANCELED untried). */
         if ((o->sock && o->dir == CORU__IO_WRITE && sys == sys_write) || coru__dl_passed(deadline) ||
-            self_cancelled()) {
+            coru__self_cancelled()) {
             long r = sys(o);
             if (r != -EAGAIN) return (int)r;
         }
@@ -240,7 +222,7 @@ static int run_once(struct op *o, coru__prep_fn prep, long (*sys)(struct op *), 
     if (e && o->sock && sys == sys_read && (fs = coru__fdstate(o->fd)))
         wait_first = atomic_load_explicit(&fs->rd_drained, memory_order_relaxed) &&
                      !atomic_load_explicit(&fs->rd_hup, memory_order_relaxed) && !coru__dl_passed(deadline) &&
-                     !self_cancelled();
+                     !coru__self_cancelled();
     for (;;) {
         if (!wait_first) {
             long r = e ? sys(o) : sys_use(sys, o);

@@ -45,7 +45,6 @@
  */
 #include <errno.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1118,38 +1117,6 @@ static void *worker_main(void *p)
     return NULL;
 }
 
-/* The calling thread's SIGPIPE state around a run (see coru_run). */
-struct sigpipe_guard {
-    sigset_t old;      /* the caller's mask */
-    bool was_pending;  /* a SIGPIPE was pending before the run */
-};
-
-static void sigpipe_block(struct sigpipe_guard *g)
-{
-    sigset_t pipe_set, pending;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &g->old);
-}
-
-/* Gives the caller its mask back. A SIGPIPE that a write on this thread
- * raised during the run (it is pending, blocked) is discarded first, as
- * the other workers' went away with their threads; one that was pending
- * before the run is the caller's and stays. */
-static void sigpipe_restore(struct sigpipe_guard *g)
-{
-    if (!g->was_pending) {
-        sigset_t pipe_set;
-        sigemptyset(&pipe_set);
-        sigaddset(&pipe_set, SIGPIPE);
-        const struct timespec zero = {0, 0};
-        while (sigtimedwait(&pipe_set, NULL, &zero) == SIGPIPE || errno == EINTR) {
-        }
-    }
-    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
-}
-
 static unsigned default_workers(void)
 {
     cpu_set_t set;
@@ -1268,8 +1235,8 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
      * gone fails with -EPIPE instead of killing the process (sockets use
      * MSG_NOSIGNAL; pipes have no such flag, and an io_uring write runs
      * on the worker that submits it). The disposition is not touched. */
-    struct sigpipe_guard spg;
-    sigpipe_block(&spg);
+    struct coru__sigpipe spg;
+    coru__sigpipe_hold(&spg);
 
     struct coru_co *main_co;
     rc = coru__spawn(&main_co, fn, arg, NULL, 1);
@@ -1299,7 +1266,9 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
     pthread_barrier_destroy(&rt.start_bar);
     pthread_barrier_destroy(&rt.open_bar);
     pthread_barrier_destroy(&rt.stop_bar);
-    sigpipe_restore(&spg);
+    /* A SIGPIPE a write on this thread raised during the run is pending,
+     * blocked: discarded, as the other workers' went with their threads. */
+    coru__sigpipe_release(&spg, true);
 
     pthread_mutex_lock(&rt.stats_lock);
     rt.last.workers = n;

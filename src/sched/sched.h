@@ -146,6 +146,14 @@ struct coru__theap *coru__worker_timers(void);
 /* Can the caller park? 0, or -EPERM (no coroutine, or in a generator). */
 int coru__can_park(void);
 
+/* Whether the calling coroutine has been cancelled (false off coroutines).
+ * acquire: pairs with the release in coru_cancel. */
+static inline bool coru__self_cancelled(void)
+{
+    struct coru_co *co = coru__co_self();
+    return co && atomic_load_explicit(&co->cancelled, memory_order_acquire);
+}
+
 /* Parking protocol, see the top of this file. */
 static inline void coru__park_prepare(struct coru_co *co)
 {

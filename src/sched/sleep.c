@@ -15,9 +15,8 @@ int coru_sleep_until(int64_t deadline)
         if (coru__gen_depth > 0) return -EPERM;
         /* A zero or past sleep is still a cancellation point, as
          * asyncio.sleep(0) is: a loop can poll for coru_cancel with it. */
-        struct coru_co *co = coru__co_self();
-        if (co && atomic_load_explicit(&co->cancelled, memory_order_acquire)) return -ECANCELED;
-        if (co) coru_yield(); /* let others run, as a zero sleep does in Go */
+        if (coru__self_cancelled()) return -ECANCELED;
+        if (coru__co_self()) coru_yield(); /* let others run, as a zero sleep does in Go */
         return 0;
     }
     struct coru__waiter w;
