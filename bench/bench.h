@@ -29,6 +29,11 @@ int bench_parked(int argc, char **argv);
 int bench_echo(int argc, char **argv);
 int bench_http(int argc, char **argv);
 
+/* Server benches (server.c): raises the fd limit, blocks SIGTERM/SIGINT
+ * for the workers to inherit and starts the thread that exits on them.
+ * Call before coru_run. */
+void bench_server_setup(void);
+
 /* Monotonic clock in nanoseconds. */
 static inline int64_t bench_now_ns(void)
 {

@@ -6,12 +6,9 @@
  * prints the per-worker scheduler counters on stderr at exit. */
 #include <coru.h>
 #include <errno.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -45,23 +42,6 @@ static void *acceptor(void *arg)
     return NULL;
 }
 
-static void *signals(void *arg)
-{
-    sigset_t *set = arg;
-    int sig;
-    sigwait(set, &sig);
-    if (getenv("CORU_BENCH_STATS")) { /* per-worker counters on stderr, for tuning */
-        struct coru_stats st;
-        coru_stats(&st);
-        fprintf(stderr, "stats: engine=%s\n", st.engine);
-        for (unsigned i = 0; i < st.workers; i++)
-            fprintf(stderr, "  worker %u: switches=%llu steals=%llu sleeps=%llu handoffs=%llu\n", i,
-                    (unsigned long long)st.worker[i].switches, (unsigned long long)st.worker[i].steals,
-                    (unsigned long long)st.worker[i].sleeps, (unsigned long long)st.worker[i].handoffs);
-    }
-    _exit(0); /* the load generator has its numbers; nothing to flush */
-}
-
 int bench_echo(int argc, char **argv)
 {
     if (argc < 2) {
@@ -69,18 +49,7 @@ int bench_echo(int argc, char **argv)
         return 2;
     }
     int port = atoi(argv[1]);
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    static sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by the workers */
-    pthread_t t;
-    pthread_create(&t, NULL, signals, &set);
+    bench_server_setup();
     int lfd = coru_tcp_listen("127.0.0.1", (uint16_t)port, 4096, 0);
     bench_check(lfd, "coru_tcp_listen");
     const char *nw = getenv("CORU_BENCH_WORKERS");

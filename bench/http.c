@@ -10,13 +10,10 @@
  * number of listener sockets (default: one per worker). */
 #include <coru.h>
 #include <coru/http.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -41,14 +38,6 @@ static int hello(coru_http_req *rq, coru_http_resp *rs, void *arg)
     return coru_http_resp_send(rs, 200, "text/html", body, 16 + nl);
 }
 
-static void *signals(void *arg)
-{
-    sigset_t *set = arg;
-    int sig;
-    sigwait(set, &sig);
-    _exit(0); /* wrk has its numbers; nothing to flush */
-}
-
 static void *serve(void *arg)
 {
     bench_check(coru_http_server_serve(arg), "coru_http_server_serve");
@@ -62,18 +51,7 @@ int bench_http(int argc, char **argv)
         return 2;
     }
     int port = atoi(argv[1]);
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    static sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by the workers */
-    pthread_t t;
-    pthread_create(&t, NULL, signals, &set);
+    bench_server_setup();
     const char *nl = getenv("CORU_BENCH_LISTENERS");
     struct coru_http_opts ho = {
         .backlog = 4096,
