@@ -1,6 +1,7 @@
 /* Tests for src/sched/stack.c: sizes, pools, the guard budget and slabs,
  * and overflow reports from guard pages and canaries. */
 #include "common.h"
+#include "sched/slab.h"
 #include "sched/stack.h"
 
 #include <criterion/criterion.h>
@@ -10,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -78,31 +81,78 @@ static void assert_aborted_with(int status, const char *out, const char *msg)
     cr_assert_not_null(strstr(out, msg), "stderr was: %s", out);
 }
 
+/* The two ways stacks are made (stack.c): with guard markers
+ * (MADV_GUARD_INSTALL, Linux 6.13+), every stack is a guard-marked slab
+ * slot; in the fallback, stacks get guarded mappings of their own within
+ * the budget, canary slab slots past it. Tests of either set the mode
+ * first (each test runs in a process of its own). MODE_MARKERS is
+ * skipped, with a warning, where the kernel lacks the markers. */
+enum { MODE_FALLBACK, MODE_MARKERS };
+/* Asks the kernel itself, whatever mode the library is in now. */
+static bool have_markers(void)
+{
+    const char *no = getenv("CORU_NO_GUARD_MADVISE");
+    if (no && *no && strcmp(no, "0") != 0) return false;
+    size_t pg = page_size();
+    char *m = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(m, MAP_FAILED);
+    bool ok = madvise(m, pg, 102 /* MADV_GUARD_INSTALL */) == 0;
+    munmap(m, 2 * pg);
+    return ok;
+}
+
+static bool set_mode(int mode)
+{
+    if (mode == MODE_MARKERS && !have_markers()) {
+        cr_log_warn("MADV_GUARD_INSTALL is not available here (Linux 6.13+): guard-marked slabs untested");
+        return false;
+    }
+    coru__stack_use_guard_madvise(mode == MODE_MARKERS);
+    return true;
+}
+
+/* The flags of a stack from coru__stack_alloc while the guard budget
+ * lasts, and of one past it (coru__stack_alloc_unguarded). */
+static uint32_t first_flags(void)
+{
+    return coru__stack_guard_madvise() ? CORU__STACK_SLAB | CORU__STACK_GMARK : CORU__STACK_GUARDED;
+}
+
+static uint32_t past_budget_flags(bool dflt)
+{
+    if (coru__stack_guard_madvise()) return CORU__STACK_SLAB | CORU__STACK_GMARK;
+    return dflt ? CORU__STACK_SLAB : 0u;
+}
+
 Test(stack, pool_hands_back_the_hottest_stack_without_a_new_mapping)
 {
-    struct coru__stack_pool p;
-    coru__stack_pool_init(&p);
-    struct coru__stack *a, *b, *c;
-    cr_assert_eq(coru__stack_alloc(&p, 0, &a), 0);
-    cr_assert_eq(coru__stack_alloc(&p, 0, &b), 0);
-    cr_assert_neq(a, b);
-    size_t guarded = coru__stack_guarded_count();
-    coru__stack_free(&p, a);
-    coru__stack_free(&p, b);
-    cr_assert_eq(p.count, 2);
-    /* LIFO: the last freed comes back first, then the one before. */
-    cr_assert_eq(coru__stack_alloc(&p, 0, &c), 0);
-    cr_assert_eq(c, b);
-    cr_assert_eq(coru__stack_alloc(&p, 0, &c), 0);
-    cr_assert_eq(c, a);
-    cr_assert_eq(p.count, 0);
-    cr_assert_eq(coru__stack_guarded_count(), guarded);
-    coru__stack_free(&p, a);
-    coru__stack_free(&p, b);
-    coru__stack_pool_fini(&p);
-    cr_assert_eq(p.count, 0);
-    cr_assert_null(p.free);
-    cr_assert_eq(coru__stack_guarded_count(), guarded - 2);
+    for (int mode = 0; mode < 2; mode++) {
+        if (!set_mode(mode)) continue;
+        struct coru__stack_pool p;
+        coru__stack_pool_init(&p);
+        struct coru__stack *a, *b, *c;
+        cr_assert_eq(coru__stack_alloc(&p, 0, &a), 0);
+        cr_assert_eq(coru__stack_alloc(&p, 0, &b), 0);
+        cr_assert_neq(a, b);
+        cr_assert_eq(a->flags, first_flags());
+        size_t guarded = coru__stack_guarded_count(), held = p.count; /* markers: the rest of a batch */
+        coru__stack_free(&p, a);
+        coru__stack_free(&p, b);
+        cr_assert_eq(p.count, held + 2);
+        /* LIFO: the last freed comes back first, then the one before. */
+        cr_assert_eq(coru__stack_alloc(&p, 0, &c), 0);
+        cr_assert_eq(c, b);
+        cr_assert_eq(coru__stack_alloc(&p, 0, &c), 0);
+        cr_assert_eq(c, a);
+        cr_assert_eq(p.count, held);
+        cr_assert_eq(coru__stack_guarded_count(), guarded);
+        coru__stack_free(&p, a);
+        coru__stack_free(&p, b);
+        coru__stack_pool_fini(&p);
+        cr_assert_eq(p.count, 0);
+        cr_assert_null(p.free);
+        cr_assert_eq(coru__stack_guarded_count(), guarded - (mode == MODE_FALLBACK ? 2 : 0));
+    }
 }
 
 Test(stack, alloc_resets_owner_id)
@@ -136,24 +186,15 @@ static void fill_and_verify(struct coru__stack *s)
     cr_assert_eq(((uintptr_t)s->lo + s->size) % 16, 0);
 }
 
-/* The flags of a stack past the guard budget: with MADV_GUARD_INSTALL a
- * guard marker, else a canary. */
-static uint32_t past_budget_flags(bool dflt)
-{
-    uint32_t gm = coru__stack_guard_madvise() ? CORU__STACK_GMARK : 0;
-    return (dflt ? CORU__STACK_SLAB : 0u) | gm;
-}
-
 Test(stack, usable_region_is_writable_from_lo_to_the_top)
 {
     size_t sizes[] = {0, 16 * KiB, 100 * KiB};
-    bool have_gm = coru__stack_guard_madvise();
-    for (int gm = 0; gm < 2; gm++) { /* both layouts past the budget */
-        coru__stack_use_guard_madvise(gm && have_gm);
+    for (int mode = 0; mode < 2; mode++) { /* every layout */
+        if (!set_mode(mode)) continue;
         for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
             struct coru__stack *s;
             cr_assert_eq(coru__stack_alloc(NULL, sizes[i], &s), 0);
-            cr_assert_eq(s->flags, CORU__STACK_GUARDED);
+            cr_assert_eq(s->flags, first_flags());
             cr_assert_eq((uintptr_t)s->lo % page_size(), 0);
             fill_and_verify(s);
             coru__stack_free(NULL, s);
@@ -201,8 +242,9 @@ Test(stack, default_is_64k_and_set_default_changes_it)
     struct coru__stack *s;
     cr_assert_eq(coru__stack_alloc(&p, 0, &s), 0);
     cr_assert_eq(s->size, builtin);
+    size_t held = p.count; /* guard markers: the rest of the batch */
     coru__stack_free(&p, s);
-    cr_assert_eq(p.count, 1);
+    cr_assert_eq(p.count, held + 1);
 
     cr_assert_eq(coru__stack_set_default(100000), coru__stack_round(100000));
     cr_assert_eq(coru__stack_default(), coru__stack_round(100000));
@@ -255,42 +297,50 @@ Test(stack, env_var_overrides_the_builtin_default, .timeout = 30)
 
 Test(stack, freeing_past_high_water_returns_the_extras)
 {
-    struct coru__stack_pool p;
-    coru__stack_pool_init(&p);
-    cr_assert_eq(p.high_water, 64);
-    struct coru__stack *s[100];
-    size_t before = coru__stack_guarded_count();
-    for (int i = 0; i < 100; i++) cr_assert_eq(coru__stack_alloc(&p, 0, &s[i]), 0);
-    cr_assert_eq(coru__stack_guarded_count(), before + 100);
-    size_t depot0 = coru__stack_depot_count();
-    for (int i = 0; i < 100; i++) coru__stack_free(&p, s[i]);
-    /* The pool never holds more than its high-water mark: at the mark it
-     * moved half of itself to the depot, still mapped. */
-    cr_assert_leq(p.count, 64);
-    cr_assert_eq(p.count + coru__stack_depot_count() - depot0, 100);
-    cr_assert_eq(coru__stack_guarded_count(), before + 100);
-    /* An empty pool refills from the depot without new mappings. */
-    struct coru__stack_pool q;
-    coru__stack_pool_init(&q);
-    struct coru__stack *t;
-    cr_assert_eq(coru__stack_alloc(&q, 0, &t), 0);
-    cr_assert_eq(coru__stack_guarded_count(), before + 100);
-    coru__stack_free(&q, t);
-    coru__stack_pool_fini(&q);
-    coru__stack_pool_fini(&p);
-    coru__stack_depot_trim();
-    cr_assert_eq(coru__stack_depot_count(), 0);
-    cr_assert_eq(coru__stack_guarded_count(), before);
+    for (int mode = 0; mode < 2; mode++) {
+        if (!set_mode(mode)) continue;
+        size_t newly = mode == MODE_FALLBACK ? 100 : 0; /* guarded mappings made */
+        struct coru__stack_pool p;
+        coru__stack_pool_init(&p);
+        cr_assert_eq(p.high_water, 64);
+        struct coru__stack *s[100];
+        size_t before = coru__stack_guarded_count();
+        for (int i = 0; i < 100; i++) cr_assert_eq(coru__stack_alloc(&p, 0, &s[i]), 0);
+        cr_assert_eq(coru__stack_guarded_count(), before + newly);
+        size_t depot0 = coru__stack_depot_count(), held = p.count; /* markers: a batch's rest */
+        for (int i = 0; i < 100; i++) coru__stack_free(&p, s[i]);
+        /* The pool never holds more than its high-water mark: at the mark
+         * it moved half of itself to the depot, still mapped. */
+        cr_assert_leq(p.count, 64);
+        cr_assert_eq(p.count + coru__stack_depot_count() - depot0, 100 + held);
+        cr_assert_eq(coru__stack_guarded_count(), before + newly);
+        /* An empty pool refills from the depot without new stacks. */
+        struct coru__stack_pool q;
+        coru__stack_pool_init(&q);
+        struct coru__stack *t;
+        size_t depot1 = coru__stack_depot_count();
+        cr_assert_eq(coru__stack_alloc(&q, 0, &t), 0);
+        cr_assert_eq(coru__stack_depot_count(), depot1 - (q.count + 1));
+        cr_assert_eq(coru__stack_guarded_count(), before + newly);
+        coru__stack_free(&q, t);
+        coru__stack_pool_fini(&q);
+        coru__stack_pool_fini(&p);
+        coru__stack_depot_trim();
+        cr_assert_eq(coru__stack_depot_count(), 0);
+        cr_assert_eq(coru__stack_guarded_count(), before);
 
-    p.high_water = 3;
-    for (int i = 0; i < 10; i++) cr_assert_eq(coru__stack_alloc(&p, 0, &s[i]), 0);
-    for (int i = 0; i < 10; i++) coru__stack_free(&p, s[i]);
-    cr_assert_eq(p.count, 3);
-    coru__stack_pool_fini(&p);
+        p.high_water = 3;
+        for (int i = 0; i < 10; i++) cr_assert_eq(coru__stack_alloc(&p, 0, &s[i]), 0);
+        for (int i = 0; i < 10; i++) coru__stack_free(&p, s[i]);
+        cr_assert_eq(p.count, 3);
+        coru__stack_pool_fini(&p);
+        coru__stack_depot_trim(); /* the spilled ones: the next mode starts clean */
+    }
 }
 
 Test(stack, guarded_stacks_come_first_and_never_exceed_the_budget, .timeout = 120)
 {
+    set_mode(MODE_FALLBACK);
     size_t budget = coru__stack_guard_budget();
     size_t maps = max_map_count();
     cr_assert_gt(budget, 0);
@@ -319,27 +369,61 @@ Test(stack, guarded_stacks_come_first_and_never_exceed_the_budget, .timeout = 12
     free(s);
 }
 
-Test(stack, released_slab_stacks_are_recycled_and_zeroed, .timeout = 60)
+static void recycle_round(size_t size)
 {
     enum { N = 200 };
     struct coru__stack *s[N], *t[N];
     for (int i = 0; i < N; i++) {
-        cr_assert_eq(coru__stack_alloc_unguarded(0, &s[i]), 0);
+        cr_assert_eq(coru__stack_alloc_unguarded(size, &s[i]), 0);
         ((char *)s[i]->lo)[s[i]->size / 2] = 7;
+        ((char *)s[i]->lo)[s[i]->size - 1] = 7;
     }
+    /* Freed without a pool: a few stay intact for reuse, the rest give
+     * their memory back; trimming (a run's end) gives back the kept ones
+     * too. */
     for (int i = 0; i < N; i++) coru__stack_free(NULL, s[i]);
+    coru__stack_depot_trim();
     size_t maps = map_count();
     for (int i = 0; i < N; i++) {
-        cr_assert_eq(coru__stack_alloc_unguarded(0, &t[i]), 0);
+        cr_assert_eq(coru__stack_alloc_unguarded(size, &t[i]), 0);
         bool seen = false;
         for (int j = 0; j < N && !seen; j++) seen = t[i] == s[j];
         cr_assert(seen, "stack %d is not a recycled slot", i);
-        /* The middle pages went back to the kernel and read as zero. */
+        /* The pages went back to the kernel and read as zero (a canary
+         * slot keeps its top page, where the descriptor lives). */
         cr_assert_eq(((char *)t[i]->lo)[t[i]->size / 2], 0);
+        if (t[i]->flags & CORU__STACK_GMARK) cr_assert_eq(((char *)t[i]->lo)[t[i]->size - 1], 0);
         coru__stack_check(t[i]);
     }
     cr_assert_leq(map_count(), maps);
     for (int i = 0; i < N; i++) coru__stack_free(NULL, t[i]);
+}
+
+Test(stack, released_slab_stacks_are_recycled_and_zeroed, .timeout = 60)
+{
+    for (int mode = 0; mode < 2; mode++) {
+        if (!set_mode(mode)) continue;
+        recycle_round(0);
+        if (mode == MODE_MARKERS) recycle_round(24 * KiB); /* every size has slabs */
+    }
+}
+
+Test(stack, a_stack_freed_without_a_pool_is_kept_intact_for_the_next_of_its_size)
+{
+    for (int mode = 0; mode < 2; mode++) {
+        if (!set_mode(mode)) continue;
+        size_t size = mode == MODE_MARKERS ? 24 * KiB : 0; /* fallback: slabs for the default only */
+        struct coru__stack *a, *b;
+        cr_assert_eq(coru__stack_alloc_unguarded(size, &a), 0);
+        ((char *)a->lo)[a->size / 2] = 9;
+        coru__stack_free(NULL, a);
+        cr_assert_eq(coru__stack_alloc_unguarded(size, &b), 0);
+        cr_assert_eq(b, a, "the kept stack comes back first");
+        cr_assert_eq(((char *)b->lo)[b->size / 2], 9, "its memory was not given back");
+        coru__stack_check(b);
+        coru__stack_free(NULL, b);
+        coru__stack_depot_trim();
+    }
 }
 
 #ifdef CORU_TSAN
@@ -353,9 +437,9 @@ Test(stack, released_slab_stacks_are_recycled_and_zeroed, .timeout = 60)
 #define MANY_STACKS 1000000
 #endif
 
-Test(stack, a_million_default_stacks_fit_under_the_map_limit, .timeout = 300)
+static void million_stacks(void)
 {
-    size_t n = MANY_STACKS, limit = max_map_count();
+    size_t n = MANY_STACKS, limit = max_map_count(), maps0 = map_count();
     struct coru__stack_pool p;
     coru__stack_pool_init(&p);
     struct coru__stack **s = malloc(n * sizeof *s);
@@ -368,17 +452,95 @@ Test(stack, a_million_default_stacks_fit_under_the_map_limit, .timeout = 300)
     size_t maps = map_count();
     cr_assert_lt(maps, limit - 1000, "%zu maps", maps);
     cr_assert_leq(coru__stack_guarded_count(), coru__stack_guard_budget());
+    /* Guard markers: no VMA per stack, so a million cost a few dozen
+     * (about 2,000 slabs of 512, adjacent ones merged). */
+    if (coru__stack_guard_madvise()) cr_assert_lt(maps - maps0, 2500, "%zu new maps", maps - maps0);
     for (size_t i = 0; i < n; i++) coru__stack_free(&p, s[i]);
-    cr_assert_eq(p.count, p.high_water);
+    cr_assert_leq(p.count, p.high_water);
     coru__stack_pool_fini(&p);
+    coru__stack_depot_trim();
     cr_assert_lt(map_count(), limit - 1000);
     free(s);
+}
+
+Test(stack, a_million_default_stacks_fit_under_the_map_limit, .timeout = 300)
+{
+    set_mode(MODE_FALLBACK);
+    million_stacks();
+}
+
+Test(stack, a_million_guard_marked_stacks_fit_in_a_few_mappings, .timeout = 300)
+{
+    if (set_mode(MODE_MARKERS)) million_stacks();
+}
+
+#if !defined(CORU_ASAN) && !defined(CORU_TSAN) /* sanitizers reserve terabytes of shadow */
+/* Bytes of address space the process has mapped now (VmSize). */
+static size_t vm_size(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    size_t kib = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmSize: %zu kB", &kib) == 1) break;
+    if (f) fclose(f);
+    return kib * 1024;
+}
+
+/* Under an address-space limit a 32 MiB slab cannot be mapped: smaller
+ * slabs are tried, and once nothing fits, alloc says -ENOMEM; freed
+ * stacks are then reused. Exit codes name the step that failed. */
+static void exhaustion_child(bool markers)
+{
+    coru__stack_use_guard_madvise(markers);
+    struct coru__stack *first;
+    if (coru__stack_alloc(NULL, 0, &first) != 0) _exit(10); /* set-up done before the limit */
+    struct rlimit rl = {.rlim_cur = vm_size() + 12 * 1024 * 1024, .rlim_max = RLIM_INFINITY};
+    if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(11);
+    static struct coru__stack *s[100000];
+    int n = 0, rc;
+    while ((rc = coru__stack_alloc(NULL, 0, &s[n])) == 0) {
+        ((volatile char *)s[n]->lo)[s[n]->size - 1] = 1;
+        if (++n == 100000) _exit(12); /* the limit did not bite */
+    }
+    if (rc != -ENOMEM) _exit(13);
+    if (n < 16) _exit(14); /* smaller slabs should have fitted some */
+    coru__stack_free(NULL, s[n - 1]);
+    if (coru__stack_alloc(NULL, 0, &s[n - 1]) != 0) _exit(15);
+    coru__stack_check(s[n - 1]);
+    _exit(0);
+}
+
+static void exhaustion_marker_child(void) { exhaustion_child(true); }
+static void exhaustion_fallback_child(void) { exhaustion_child(false); }
+
+Test(stack, running_out_of_address_space_gives_enomem_and_recovers, .timeout = 60)
+{
+    char out[1024];
+    int st = run_child(exhaustion_fallback_child, out, sizeof out);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "fallback: status %#x: %s", st, out);
+    if (!have_markers()) return;
+    st = run_child(exhaustion_marker_child, out, sizeof out);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "markers: status %#x: %s", st, out);
+}
+#endif
+
+/* Batched madvise (process_madvise on the process itself) off: each
+ * range gets its own madvise, with the same results. */
+Test(stack, without_batched_madvise_slabs_work_the_same, .timeout = 60)
+{
+    coru__slab_use_batching(false);
+    for (int mode = 0; mode < 2; mode++) {
+        if (!set_mode(mode)) continue;
+        recycle_round(0);
+    }
 }
 
 /* ---- overflow reports ------------------------------------------------ */
 
 static void guard_write_child(void)
 {
+    coru__stack_use_guard_madvise(false); /* a PROT_NONE guard of its own */
     if (coru__stack_thread_init() != 0) _exit(10);
     struct coru__stack *s;
     if (coru__stack_alloc(NULL, 0, &s) != 0 || s->flags != CORU__STACK_GUARDED) _exit(11);
@@ -425,20 +587,28 @@ static void run_on_stack(struct coru__stack *s, void (*entry)(void))
     coru__stack_set_current(NULL);
 }
 
-static void recursion_child(void)
+static void recursion_child(bool markers)
 {
+    coru__stack_use_guard_madvise(markers);
     if (coru__stack_thread_init() != 0) _exit(10);
     struct coru__stack *s;
     if (coru__stack_alloc(NULL, 0, &s) != 0) _exit(11);
+    if (s->flags != (markers ? CORU__STACK_SLAB | CORU__STACK_GMARK : CORU__STACK_GUARDED)) _exit(13);
     s->owner_id = 77;
     run_on_stack(s, co_entry);
     _exit(12);
 }
 
+static void recursion_marker_child(void) { recursion_child(true); }
+static void recursion_guard_child(void) { recursion_child(false); }
+
 Test(stack, deep_recursion_on_a_guarded_stack_is_reported, .timeout = 30)
 {
     char out[1024];
-    int st = run_child(recursion_child, out, sizeof out);
+    int st = run_child(recursion_guard_child, out, sizeof out);
+    assert_aborted_with(st, out, "coru: coroutine 77 overflowed its stack (65536 bytes)\n");
+    if (!have_markers()) return;
+    st = run_child(recursion_marker_child, out, sizeof out);
     assert_aborted_with(st, out, "coru: coroutine 77 overflowed its stack (65536 bytes)\n");
 }
 
@@ -496,15 +666,25 @@ Test(stack, sparse_frames_past_the_budget_are_caught, .timeout = 30)
 
 /* A guard-marked stack (past the budget, MADV_GUARD_INSTALL) reports a
  * write just below lo like a guarded one, and adds no mapping. */
-static void gmark_write_child(void)
+static void gmark_write(size_t size, int skip)
 {
     if (coru__stack_thread_init() != 0) _exit(10);
-    struct coru__stack *s;
-    if (coru__stack_alloc_unguarded(0, &s) != 0 || s->flags != (CORU__STACK_SLAB | CORU__STACK_GMARK)) _exit(11);
+    struct coru__stack *s = NULL;
+    /* skip slots first: the guard of a slot deep in its slab */
+    for (int i = 0; i <= skip; i++)
+        if (coru__stack_alloc_unguarded(size, &s) != 0 || s->flags != (CORU__STACK_SLAB | CORU__STACK_GMARK)) _exit(11);
     s->owner_id = 43;
     coru__stack_set_current(s);
     ((volatile char *)s->lo)[-1] = 1;
     _exit(12);
+}
+
+static void gmark_write_child(void) { gmark_write(0, 0); }
+static void gmark_write_deep_child(void) { gmark_write(20 * KiB, 300); }
+static void gmark_write_unbatched_child(void)
+{
+    coru__slab_use_batching(false); /* guards installed one madvise each */
+    gmark_write(0, 77);
 }
 
 Test(stack, guard_marked_stacks_report_a_write_below_lo, .timeout = 30)
@@ -515,6 +695,10 @@ Test(stack, guard_marked_stacks_report_a_write_below_lo, .timeout = 30)
     }
     char out[1024];
     int st = run_child(gmark_write_child, out, sizeof out);
+    assert_aborted_with(st, out, "coru: coroutine 43 overflowed its stack (65536 bytes)\n");
+    st = run_child(gmark_write_deep_child, out, sizeof out);
+    assert_aborted_with(st, out, "coru: coroutine 43 overflowed its stack (20480 bytes)\n");
+    st = run_child(gmark_write_unbatched_child, out, sizeof out);
     assert_aborted_with(st, out, "coru: coroutine 43 overflowed its stack (65536 bytes)\n");
 }
 

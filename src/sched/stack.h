@@ -3,41 +3,37 @@
  *
  * Layout (addresses grow upward; the stack grows down from lo + size):
  *
- *   guarded, one mapping per stack:
+ *   with MADV_GUARD_INSTALL (Linux 6.13+; probed once, CORU_NO_GUARD_MADVISE=1
+ *   turns it off): every stack is a slot of a slab (slab.h: slots back to
+ *   back, page aligned, up to 512 in one mapping), its guard page a marker
+ *   in the page tables that costs no VMA:
+ *   | guard page (marker) | usable stack ...     | next slot's guard
+ *                        ^ lo (page aligned)    ^ lo+size
+ *   (the slot's struct coru__stack lives in an array beside the slab, so a
+ *   coroutine that parks at once keeps one page resident: its top page)
+ *
+ *   older kernels, within the guard budget: one mapping per stack:
  *   map_base                                                  map_base+map_len
  *   | guard page PROT_NONE | usable stack ...    | unused | struct coru__stack |
  *                         ^ lo (page aligned)   ^ lo+size (page aligned)
  *
- *   past the budget, with MADV_GUARD_INSTALL (Linux 6.13+): a slot of a
- *   slab (slots back to back, page aligned) or a mapping of its own laid
- *   out as a guarded one; the guard page is a marker in the page tables:
- *   | guard page (madvise) | usable stack ...    | next slot
- *                         ^ lo (page aligned)   ^ lo+size
- *   (a slab slot's struct coru__stack lives in an array beside the slab)
- *
- *   past the budget, older kernels: a slot of a slab (slots packed back to
- *   back) or a mapping of its own:
+ *   older kernels, past the budget: a slot of a slab (slots packed back to
+ *   back; default size) or a mapping of its own (other sizes):
  *   map_base
  *   | canary (256 bytes) | usable stack ...    | struct coru__stack | next slot
  *                        ^ lo (64-byte aligned) ^ lo+size
  *
- * The descriptor lives in the top bytes of the stack's memory so a stack
- * costs no separate allocation (except for guard-marked slab slots). The
- * coroutine's first frame starts at lo + size (16-byte aligned). In a
+ * The coroutine's first frame starts at lo + size (16-byte aligned). In a
  * canary slab the top of one slot's stack, its descriptor and the next
  * slot's canary share a page, so an idle slab stack keeps about one
- * resident page; an idle guard-marked slot keeps none.
+ * resident page.
  *
- * Guarded vs past the budget: a PROT_NONE guard page splits the mapping
- * into two VMAs, and vm.max_map_count (65530 by default) caps VMAs per
- * process. Stacks get one while the number of guarded stacks stays under
- * a budget derived from vm.max_map_count (read once: a quarter of what is
- * left after a reserve of 8192, so guarded stacks take at most half the
- * limit); past it, stacks of the default size are carved 64 at a time
- * from slabs (one mapping each, never unmapped), other sizes get a
- * mapping of their own. Where the kernel has MADV_GUARD_INSTALL (probed
- * once; CORU_NO_GUARD_MADVISE=1 turns it off) those get a guard page that
- * costs no VMA; elsewhere they carry a canary just below `lo` that
+ * The guard budget (older kernels): a PROT_NONE guard page splits the
+ * mapping into two VMAs, and vm.max_map_count (65530 by default) caps VMAs
+ * per process. Stacks get one while the number of guarded stacks stays
+ * under a budget derived from vm.max_map_count (read once: a quarter of
+ * what is left after a reserve of 8192, so guarded stacks take at most
+ * half the limit); past it they carry a canary just below `lo` that
  * coru__stack_check verifies (the scheduler calls it on every switch out).
  *
  * What an overflow can get past: a frame larger than the guard page
@@ -46,10 +42,10 @@
  * canary only a write into it, seen at the next switch out or free.
  *
  * Ownership: a stack belongs to exactly one of: a pool's free list (only
- * that pool's owner thread touches it), the global free list of slab
- * stacks (under its mutex), or one coroutine/generator. Pools are per
- * worker and single-threaded; a stack freed on another worker than it was
- * allocated on simply joins that worker's pool.
+ * that pool's owner thread touches it), the depot, its slab (slab.h), or
+ * one coroutine/generator. Pools are per worker and single-threaded; a
+ * stack freed on another worker than it was allocated on simply joins
+ * that worker's pool.
  */
 #ifndef CORU_STACK_H
 #define CORU_STACK_H
@@ -73,6 +69,10 @@ struct coru__stack {
 #define CORU__STACK_GUARDED 1u /* own PROT_NONE guard page, in the budget */
 #define CORU__STACK_SLAB 2u    /* a slot of a slab */
 #define CORU__STACK_GMARK 4u   /* guard page by MADV_GUARD_INSTALL (no VMA) */
+
+/* Prints "coru: coroutine <id> overflowed its stack (<size> bytes)" with
+ * write(2) only and aborts. Async-signal-safe (stack_fault.c). */
+__attribute__((noreturn, cold)) void coru__stack_report_overflow(const struct coru__stack *s);
 
 /* A per-thread cache of free stacks of the default size. */
 struct coru__stack_pool {
@@ -141,12 +141,12 @@ size_t coru__stack_depot_count(void);
 size_t coru__stack_guarded_count(void);
 size_t coru__stack_guard_budget(void);
 
-/* Tests only: allocates as if the guard budget were used up (a slab stack
- * for the default size, a mapping of its own otherwise; guarded by
- * MADV_GUARD_INSTALL where it works, else with a canary). */
+/* Tests only: allocates as if the guard budget were used up (with guard
+ * markers, the same slab stack as any other; else a canary slab stack for
+ * the default size, a canary mapping of its own otherwise). */
 int coru__stack_alloc_unguarded(size_t size, struct coru__stack **out);
-/* Whether stacks past the budget get MADV_GUARD_INSTALL guard pages;
- * tests turn it off to exercise the canary path (single-threaded, before
+/* Whether stacks come from guard-marked slabs (MADV_GUARD_INSTALL); tests
+ * turn it off to exercise the fallback (single-threaded, before
  * allocating). */
 bool coru__stack_guard_madvise(void);
 void coru__stack_use_guard_madvise(bool on);
