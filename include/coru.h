@@ -103,6 +103,10 @@ struct coru_worker_stats {
                           less busy worker instead of running them (under
                           light load the runtime packs I/O work onto the
                           first workers, so the others can sleep) */
+    uint64_t timer_steals; /* due timers this worker fired for another one
+                          stuck in a long computation (a coroutine that did
+                          not yield for over a millisecond): their
+                          coroutines ran here instead of waiting for it */
 };
 
 struct coru_stats {
@@ -293,9 +297,24 @@ CORU_API int coru_select(struct coru_sel *cases, size_t n, int64_t deadline, int
 /* ------------------------------------------------------------------------
  * Time
  *
- * Each worker keeps its timers in a heap: arming and cancelling cost
- * O(log n) and no system call, and a worker with nothing to run sleeps in
- * its ring (or epoll) wait until its nearest timer.
+ * Each worker keeps the timers armed on it (every sleep and every
+ * deadline of a parked call) in a heap, with FIFO lanes for timers of
+ * equal duration: a million sleeps of the same length cost O(1) each to
+ * arm, cancel and fire; others O(log n). No system call per timer: a
+ * worker with nothing to run sleeps in its ring (or epoll) wait until its
+ * nearest timer, and that is the one kernel timeout it has.
+ *
+ * When a wait ends: never before its deadline. After it, by what the
+ * worker's load adds: a busy worker looks for due timers every 16
+ * switches, an idle one wakes for them, and timers due together fire in
+ * deadline order (per worker; on two workers, deadlines closer than that
+ * slack may end in either order). A coroutine that computes for long
+ * without parking holds up its worker, but not the timers of the others
+ * parked there: once it has not switched for about a millisecond, an idle
+ * worker fires their due timers and runs them itself (counted in
+ * coru_worker_stats.timer_steals). The deadline of an io_uring operation
+ * is the exception: only its own ring can cancel it, so it waits for the
+ * computation.
  * ------------------------------------------------------------------------ */
 
 /* Monotonic clock (CLOCK_MONOTONIC) in nanoseconds. Any thread. */

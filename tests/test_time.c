@@ -1,6 +1,7 @@
 /* test_time: the clock and sleeping: coru_now, coru_sleep, coru_sleep_until
  * from coroutines (both engines), plain threads and generator bodies;
- * wake order of many sleepers, a million sleepers at once,
+ * wake order of many sleepers, a million sleepers at once (equal and
+ * scrambled deadlines), a due timer behind a long computation,
  * coru_cancel ending a sleep, and what a past (or negative) deadline
  * does in every _dl call. Durations are only checked from below. */
 #include <criterion/criterion.h>
@@ -205,7 +206,9 @@ static _Atomic long sleeping, woke, woke_bad;
 static void *sleeper_200ms(void *arg)
 {
     atomic_fetch_add(&sleeping, 1);
-    if (coru_sleep(200 * MS) != 0) atomic_fetch_add(&woke_bad, 1);
+    int64_t t0 = coru_now();
+    /* equal durations: the timers share a lane (timer.h) */
+    if (coru_sleep(200 * MS) != 0 || coru_now() - t0 < 200 * MS) atomic_fetch_add(&woke_bad, 1);
     atomic_fetch_add(&woke, 1);
     return arg;
 }
@@ -231,6 +234,123 @@ Test(time, a_million_coroutines_sleep_at_once, .timeout = 300)
     cr_assert_eq(atomic_load(&woke_bad), 0);
     /* not a timing check: most of them were asleep together at some poll */
     cr_assert_gt(peak, 0);
+}
+
+/* A million sleepers with scrambled deadlines (each its own start plus
+ * 300 ms plus a rank that has nothing to do with the start order, 1 us
+ * apart): none wakes before its deadline, and in the order they resume
+ * no deadline comes more than the slack (see coru.h, Time) before one
+ * already seen. The slack and the lateness bound are loose: this is about
+ * order and loss, not speed. */
+#define ORDER_SLACK (50 * MS)
+#define LATE_MAX (250 * MS)
+
+struct dl_rec {
+    int64_t deadline, woke;
+};
+static struct dl_rec *dl_recs;
+static long *dl_seq;
+static _Atomic long dl_next, dl_rank, dl_bad;
+
+static void *scrambled_sleeper(void *arg)
+{
+    (void)arg;
+    long i = atomic_fetch_add(&dl_rank, 1);
+    long rank = (long)(((unsigned long)i * 7919ul) % SLEEPERS);
+    int64_t dl = coru_now() + 300 * MS + rank * 1000;
+    if (coru_sleep_until(dl) != 0) atomic_fetch_add(&dl_bad, 1);
+    int64_t t = coru_now();
+    dl_recs[i] = (struct dl_rec){dl, t};
+    dl_seq[atomic_fetch_add(&dl_next, 1)] = i;
+    return NULL;
+}
+
+static void *scrambled_main(void *arg)
+{
+    (void)arg;
+    for (long i = 0; i < SLEEPERS; i++) cr_assert_eq(coru_go(scrambled_sleeper, NULL, NULL), 0);
+    while (atomic_load(&dl_next) < SLEEPERS) cr_assert_eq(coru_sleep(10 * MS), 0);
+    return NULL;
+}
+
+Test(time, a_million_scrambled_deadlines_wake_in_order_within_the_slack, .timeout = 300)
+{
+    dl_recs = calloc(SLEEPERS, sizeof *dl_recs);
+    dl_seq = calloc(SLEEPERS, sizeof *dl_seq);
+    cr_assert(dl_recs && dl_seq);
+    cr_assert_eq(run_on(CORU_IO_AUTO, 2, scrambled_main, NULL), 0);
+    cr_assert_eq(atomic_load(&dl_next), SLEEPERS, "every sleeper woke once");
+    cr_assert_eq(atomic_load(&dl_bad), 0);
+    int64_t seen = INT64_MIN, worst_late = 0, worst_inv = 0;
+    for (long k = 0; k < SLEEPERS; k++) {
+        struct dl_rec r = dl_recs[dl_seq[k]];
+        cr_assert_geq(r.woke, r.deadline, "sleeper %ld woke %lld ns early", dl_seq[k],
+                      (long long)(r.deadline - r.woke));
+        if (r.woke - r.deadline > worst_late) worst_late = r.woke - r.deadline;
+        if (k && seen - r.deadline > worst_inv) worst_inv = seen - r.deadline;
+        if (r.deadline > seen) seen = r.deadline;
+    }
+    cr_assert_leq(worst_inv, ORDER_SLACK, "a deadline %lld ms before one already woken", (long long)(worst_inv / MS));
+    cr_assert_leq(worst_late, LATE_MAX, "a sleeper woke %lld ms late", (long long)(worst_late / MS));
+    cr_log_info("%d scrambled sleepers: worst lateness %.1f ms, worst inversion %.1f ms", SLEEPERS,
+                (double)worst_late / MS, (double)worst_inv / MS);
+    free(dl_recs);
+    free(dl_seq);
+}
+
+/* A 10 ms sleeper parked on the worker where a coroutine then computes
+ * for 300 ms without yielding: the idle worker fires its timer (the
+ * watchdog in sched.c, go_idle) and runs it, instead of leaving it to
+ * wake 290 ms late. It only proves something when the two really shared
+ * a worker, so rounds repeat until they did. */
+struct busy_pair {
+    int64_t due, woke;
+    int sleeper_worker, busy_worker;
+};
+
+static void *short_sleeper(void *arg)
+{
+    struct busy_pair *b = arg;
+    b->sleeper_worker = coru_worker();
+    b->due = coru_now() + 10 * MS;
+    cr_assert_eq(coru_sleep_until(b->due), 0);
+    b->woke = coru_now();
+    return NULL;
+}
+
+static void *busy_main(void *arg)
+{
+    struct busy_pair *b = arg;
+    coru_t *h;
+    cr_assert_eq(coru_spawn(&h, short_sleeper, b, NULL), 0);
+    cr_assert_eq(coru_yield(), 0); /* the sleeper runs next, here, and parks */
+    b->busy_worker = coru_worker();
+    int64_t end = coru_now() + 300 * MS;
+    while (coru_now() < end) {
+    }
+    cr_assert_eq(coru_join(h, NULL), 0);
+    return NULL;
+}
+
+Test(time, a_due_timer_does_not_wait_for_a_long_computation_on_its_worker, .timeout = 120)
+{
+    FOR_EACH_ENGINE(io) {
+        int shared = 0;
+        for (int round = 0; round < 10 && shared < 2; round++) {
+            struct busy_pair b = {0};
+            cr_assert_eq(run_on(io, 2, busy_main, &b), 0);
+            if (b.sleeper_worker != b.busy_worker) continue;
+            shared++;
+            int64_t late = b.woke - b.due;
+            cr_assert_geq(late, 0);
+            cr_assert_lt(late, 100 * MS, "engine %d: the sleep ended %lld ms late, behind the computation", io,
+                         (long long)(late / MS));
+            struct coru_stats st;
+            cr_assert_eq(coru_stats(&st), 0);
+            cr_assert_geq(st.total.timer_steals, 1);
+        }
+        cr_assert_gt(shared, 0, "engine %d: the sleeper never shared a worker with the computation", io);
+    }
 }
 
 /* ------------------------------------------------------------ plain threads */

@@ -319,13 +319,10 @@ int coru__io_uring_op(struct coru__engine *e, int fd, coru__prep_fn prep, void *
     }
     u.e = e;
     u.completed = u.timed_out = false;
-    u.tm.idx = SIZE_MAX;
-    u.tm.heap = NULL;
-    u.tm.w = NULL;
-    u.tm.fire = uop_timeout;
+    coru__timer_init(&u.tm, NULL, uop_timeout);
     u.tm.when = deadline;
     /* Our own timer, or (no memory for the heap) a kernel linked timeout. */
-    bool linked = coru__dl_set(deadline) && coru__timer_arm(coru__worker_timers(), &u.tm) != 0;
+    bool linked = coru__dl_set(deadline) && coru__timer_arm(coru__worker_timers(), &u.tm, coru__now_ns()) != 0;
     struct io_uring *ring = &e->u.ring;
     /* The op and its linked timeout must go to the kernel together. */
     if (linked && io_uring_sq_space_left(ring) < 2) io_uring_submit(ring);
@@ -345,7 +342,7 @@ int coru__io_uring_op(struct coru__engine *e, int fd, coru__prep_fn prep, void *
     e->ops_inflight++;
     if (rc == 1) coru__io_post_cancel(co);
     coru__waiter_block_uncancellable(&u.w);
-    if (u.tm.heap) coru__timer_disarm(&u.tm); /* waits out a firing in progress */
+    coru__timer_disarm(&u.tm); /* waits out a firing in progress */
     bool closed = uop_publish(&u, co, e, false);
     if (u.res == -ECANCELED) {
         if (atomic_load_explicit(&co->cancelled, memory_order_acquire)) return -ECANCELED;

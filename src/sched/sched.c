@@ -182,8 +182,13 @@ static bool batch_wants_help(struct coru__worker *w, size_t q)
 
 static void push_local(struct coru__worker *w, struct coru__deque *d, struct coru_co *co);
 
-/* Global queue; any thread. Appends n coroutines. */
-static void gq_push(struct coru_co **cos, size_t n)
+/* Global queue; any thread. Adds n coroutines, in order, at the tail, or
+ * (front) ahead of everything queued: work that was already woken and
+ * overflowed a FIFO queue must not wait behind a million spawns (timers
+ * firing behind a spawner that had filled the queue woke up to 1.4 s
+ * late, and the 300,000 stacks they held were alive at once instead of
+ * the 80,000 due). */
+static void gq_add(struct coru_co **cos, size_t n, bool front)
 {
     coru__lock(&rt.gq_lock);
     size_t len = atomic_load_explicit(&rt.gq_len, memory_order_relaxed);
@@ -198,15 +203,20 @@ static void gq_push(struct coru_co **cos, size_t n)
         rt.gq_cap = cap;
         rt.gq_head = 0;
     }
-    for (size_t i = 0; i < n; i++) rt.gq_buf[(rt.gq_head + len + i) % rt.gq_cap] = cos[i];
+    size_t at = rt.gq_head + len;
+    if (front) at = rt.gq_head = (rt.gq_head + rt.gq_cap - n) % rt.gq_cap;
+    for (size_t i = 0; i < n; i++) rt.gq_buf[(at + i) % rt.gq_cap] = cos[i];
     /* relaxed: the hint is read racily; the lock orders the ring itself */
     atomic_store_explicit(&rt.gq_len, len + n, memory_order_relaxed);
     coru__unlock(&rt.gq_lock);
 }
 
-/* Takes a fair share of the global queue: returns one coroutine to run and
- * moves the rest of the batch into w's deque. Worker only. */
-static struct coru_co *gq_take(struct coru__worker *w)
+static void gq_push(struct coru_co **cos, size_t n) { gq_add(cos, n, false); }
+
+/* Takes a fair share of the global queue, at most `most`: returns one
+ * coroutine to run and moves the rest of the batch into w's FIFO queue.
+ * Worker only. */
+static struct coru_co *gq_take(struct coru__worker *w, size_t most)
 {
     if (atomic_load_explicit(&rt.gq_len, memory_order_relaxed) == 0) return NULL;
     struct coru_co *batch[DEQUE_CAP / 2];
@@ -214,6 +224,7 @@ static struct coru_co *gq_take(struct coru__worker *w)
     size_t len = atomic_load_explicit(&rt.gq_len, memory_order_relaxed);
     size_t n = len / rt.n + 1;
     if (n > DEQUE_CAP / 2) n = DEQUE_CAP / 2;
+    if (n > most) n = most;
     size_t room = YQ_CAP - coru__deque_size(&w->yq); /* owner: exact */
     if (n > room + 1) n = room + 1; /* one is returned, the rest pushed */
     if (n > len) n = len;
@@ -229,14 +240,18 @@ static struct coru_co *gq_take(struct coru__worker *w)
 }
 
 /* Pushes onto one of w's deques; when full, moves half of it plus co to
- * the global queue (Go's runqputslow). Owner only. */
+ * the global queue (Go's runqputslow): to its tail, except when a batch
+ * of wake-ups (timers, completions) overflows the FIFO queue: that goes
+ * to the front, as it has waited already. (Not a yield's overflow: a
+ * million coroutines yielding in a loop would then keep the front and
+ * starve whatever waits at the tail.) Owner only. */
 static void push_local(struct coru__worker *w, struct coru__deque *d, struct coru_co *co)
 {
     if (likely(coru__deque_push(d, co))) return;
     void *batch[DEQUE_CAP / 2 + 1];
     size_t n = coru__deque_grab(d, batch, DEQUE_CAP / 2);
     batch[n++] = co;
-    gq_push((struct coru_co **)batch, n);
+    gq_add((struct coru_co **)batch, n, d == &w->yq && w->wake_fifo);
 }
 
 /* ---------------------------------------------------------------- waking */
@@ -310,8 +325,10 @@ static void stop_spinning_local(struct coru__worker *w)
  * while others are awake wakes every SATURATED_NS to look (the watchdog,
  * go_idle), and one that went to sleep with everybody idle is woken by
  * the next batch of two or more (batch_wants_help), so it watches too.
- * What such a worker cannot give away is what only it can reap: the
- * completions on its ring and its timers wait for the computation.
+ * Its due timers are fired by that watchdog too (watch_others), so a
+ * sleeper does not oversleep behind the computation. What such a worker
+ * cannot give away is what only it can reap: the completions on its ring
+ * and the deadlines of its io_uring ops wait for the computation.
  *
  * Inbox protocol (no lost work): the giver appends under the target's
  * inbox_lock and then, under idle_lock, wakes the target if it is listed
@@ -532,7 +549,7 @@ static void end_batch(struct coru__worker *w)
 static int fire_timers(struct coru__worker *w)
 {
     begin_batch(w);
-    int n = coru__theap_fire(&w->timers, coru__now_ns());
+    int n = coru__theap_fire(&w->timers, coru__now_ns(), true);
     end_batch(w);
     return n;
 }
@@ -584,7 +601,10 @@ static struct coru_co *next_local(struct coru__worker *w)
         poll_engine(w, false);
         inbox_drain(w);
     }
-    if (w->tick % GQ_POLL_INTERVAL == 0 && (co = gq_take(w))) return co;
+    /* One, as Go's schedule() does: a batch each time would fill the FIFO
+     * queue with the global queue's backlog (a million spawns) ahead of
+     * the coroutines woken here, which then wait behind thousands. */
+    if (w->tick % GQ_POLL_INTERVAL == 0 && (co = gq_take(w, 1))) return co;
     return take_local(w);
 }
 
@@ -642,15 +662,22 @@ static int any_work(struct coru__worker *w)
     return 0;
 }
 
-/* The watchdog's question: is another worker stuck, saturated and not
- * switching since our last look (SATURATED_NS ago), with work queued
- * behind the coroutine it runs? A busy worker that keeps switching is
- * not stuck: it runs its queue itself, and taking from it would only
- * split its sockets over two workers. */
-static bool stuck_worker(struct coru__worker *w)
+/* The watchdog's look at the other workers (go_idle, every SATURATED_NS
+ * while some worker is awake). A worker is stuck when it is saturated and
+ * has not switched since our last look (SATURATED_NS ago): a coroutine
+ * computes for long without yielding. What is queued behind it is work
+ * for us (*stuck, taken by a search), and so are its due timers: a stuck
+ * worker fires none, so we fire them here, and the coroutines they wake
+ * run on w (only waiter timers: an io_uring op's deadline needs its own
+ * ring, see timer.h). A busy worker that keeps switching is not stuck: it
+ * runs its queue and its timers itself, and taking from it would only
+ * split its sockets over two workers. Returns how many timers it fired;
+ * w is inside a batch (wake_fifo). */
+static int watch_others(struct coru__worker *w, bool *stuck)
 {
     int64_t now = coru__now_ns();
-    bool stuck = false;
+    int fired = 0;
+    *stuck = false;
     for (unsigned i = 0; i < rt.n; i++) {
         struct coru__worker *v = &rt.w[i];
         if (v == w) continue;
@@ -659,9 +686,14 @@ static bool stuck_worker(struct coru__worker *w)
         if (t != seen || !saturated(v, now)) continue;
         if (coru__deque_size(&v->dq) || coru__deque_size(&v->yq) ||
             atomic_load_explicit(&v->inbox_n, memory_order_relaxed))
-            stuck = true;
+            *stuck = true;
+        if (coru__theap_next(&v->timers) <= now) {
+            int n = coru__theap_fire(&v->timers, now, false);
+            coru__stat_add(&w->st.timer_steals, (uint64_t)n);
+            fired += n;
+        }
     }
-    return stuck;
+    return fired;
 }
 
 /* Removes w from the idle list. Caller holds idle_lock; w is listed. */
@@ -744,8 +776,8 @@ static void go_idle(struct coru__worker *w)
         /* The watchdog: while another worker is awake, wake up every
          * SATURATED_NS to see whether it got stuck with work queued (a
          * coroutine computing for long delays what is queued behind it,
-         * and a stuck worker polls nothing and notifies nobody; see
-         * stuck_worker). Costs about a thousand wake-ups a second, only
+         * and a stuck worker polls nothing, fires no timer and notifies
+         * nobody; see watch_others). Costs about a thousand wake-ups a second, only
          * while others run. */
         bool watch = atomic_load_explicit(&rt.nidle, memory_order_relaxed) < rt.n;
         if (watch && (timeout < 0 || timeout > SATURATED_NS)) timeout = SATURATED_NS;
@@ -756,8 +788,10 @@ static void go_idle(struct coru__worker *w)
         if (!watch) atomic_fetch_sub_explicit(&rt.nunwatched, 1, memory_order_relaxed);
         if (rc < 0) CORU_PANIC("engine wait failed: %d", rc);
         coru__io_drain_cancels(w->eng);
-        /* I/O or timers made work */
-        int fired = rc + (next != INT64_MAX ? coru__theap_fire(&w->timers, coru__now_ns()) : 0);
+        /* I/O or timers made work: ours, or a stuck worker's due ones */
+        int fired = rc + (next != INT64_MAX ? coru__theap_fire(&w->timers, coru__now_ns(), true) : 0);
+        bool stuck = false;
+        if (watch) fired += watch_others(w, &stuck);
         w->wake_fifo = false;
         bool owed = w->wake_pending; /* the batch's S2-S3, done below */
         w->wake_pending = false;
@@ -801,7 +835,7 @@ static void go_idle(struct coru__worker *w)
             if (owed && batch_wants_help(w, coru__deque_size(&w->yq))) notify();
             return;
         }
-        if (watch && stuck_worker(w)) {
+        if (stuck) {
             leave_idle(w, true);
             return;
         }
@@ -817,7 +851,7 @@ static struct coru_co *find_work(struct coru__worker *w)
         struct coru_co *co;
         inbox_drain(w);
         if ((co = next_local(w))) goto found;
-        if ((co = gq_take(w))) goto found;
+        if ((co = gq_take(w, DEQUE_CAP / 2))) goto found;
         if (atomic_load_explicit(&rt.stop, memory_order_relaxed)) return NULL;
         atomic_store_explicit(&w->idle_at, coru__now_ns(), memory_order_relaxed);
         if (w->packing) { /* gave its work away: sleep until more comes */
@@ -844,7 +878,7 @@ static struct coru_co *find_work(struct coru__worker *w)
         if (w->spinning || io) {
             int64_t until = coru__now_ns() + SPIN_NS;
             do {
-                if (w->spinning && ((co = steal(w)) || (co = gq_take(w)))) goto found;
+                if (w->spinning && ((co = steal(w)) || (co = gq_take(w, DEQUE_CAP / 2)))) goto found;
                 if (io && poll_engine(w, true)) {
                     if (w->spinning) stop_spinning_local(w);
                     polled = true;
@@ -1142,6 +1176,7 @@ static void snapshot_stats(struct coru_stats *s)
         o->wakeups = atomic_load_explicit(&w->st.wakeups, memory_order_relaxed);
         o->sleeps = atomic_load_explicit(&w->st.sleeps, memory_order_relaxed);
         o->handoffs = atomic_load_explicit(&w->st.handoffs, memory_order_relaxed);
+        o->timer_steals = atomic_load_explicit(&w->st.timer_steals, memory_order_relaxed);
         s->total.switches += o->switches;
         s->total.spawns += o->spawns;
         s->total.steals += o->steals;
@@ -1149,6 +1184,7 @@ static void snapshot_stats(struct coru_stats *s)
         s->total.wakeups += o->wakeups;
         s->total.sleeps += o->sleeps;
         s->total.handoffs += o->handoffs;
+        s->total.timer_steals += o->timer_steals;
     }
 }
 

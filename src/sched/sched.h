@@ -129,7 +129,7 @@ struct coru__worker {
     _Atomic uint64_t spawned, finished; /* termination count: written by the
                                            owner, summed by idle workers */
     struct {
-        _Atomic uint64_t switches, spawns, steals, parks, wakeups, sleeps, handoffs;
+        _Atomic uint64_t switches, spawns, steals, parks, wakeups, sleeps, handoffs, timer_steals;
     } st;                        /* written by the owner only, read by anyone */
 } CORU_ALIGNED_CL;
 

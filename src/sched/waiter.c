@@ -17,10 +17,7 @@ int coru__waiter_init(struct coru__waiter *w)
     atomic_init(&w->futex, 0);
     w->code = 0;
     w->fired = -1;
-    w->tm.idx = SIZE_MAX;
-    w->tm.heap = NULL;
-    w->tm.w = w;
-    w->tm.fire = NULL;
+    coru__timer_init(&w->tm, w, NULL);
     if (w->co) {
         /* acquire: pairs with the release in coru_cancel */
         if (atomic_load_explicit(&w->co->cancelled, memory_order_acquire)) return -ECANCELED;
@@ -77,12 +74,13 @@ int coru__waiter_block(struct coru__waiter *w, int64_t deadline)
     struct coru_co *co = w->co;
     if (!co) return thread_block(w, deadline);
     if (coru__dl_set(deadline)) {
-        if (deadline <= coru__now_ns()) {
+        int64_t now = coru__now_ns();
+        if (deadline <= now) {
             if (coru__waiter_claim(w)) coru__waiter_wake(w, -ETIMEDOUT, -1);
         } else {
             w->tm.when = deadline;
             /* The owner worker fires it; we run on it until we park. */
-            if (coru__timer_arm(coru__worker_timers(), &w->tm) && coru__waiter_claim(w))
+            if (coru__timer_arm(coru__worker_timers(), &w->tm, now) && coru__waiter_claim(w))
                 coru__waiter_wake(w, -ENOMEM, -1);
         }
     }
@@ -97,7 +95,7 @@ int coru__waiter_block(struct coru__waiter *w, int64_t deadline)
     coru__lock(&co->wait_lock);
     co->waiting = NULL;
     coru__unlock(&co->wait_lock);
-    if (w->tm.heap) coru__timer_disarm(&w->tm);
+    coru__timer_disarm(&w->tm); /* a no-op unless armed */
     return w->code;
 }
 
