@@ -88,6 +88,21 @@ static inline unsigned bench_workers(int argc, char **argv, unsigned def)
     return (unsigned)v;
 }
 
+/* The optional coroutine count after the worker count (run.sh's SCALE_N:
+ * `coru-bench timers 2 1000000`), 1..100,000,000. */
+static inline long bench_count(int argc, char **argv, long def)
+{
+    if (argc < 3) return def;
+    char *end;
+    errno = 0;
+    long v = strtol(argv[2], &end, 10);
+    if (errno != 0 || end == argv[2] || *end != '\0' || v < 1 || v > 100000000) {
+        fprintf(stderr, "%s: bad count: %s (1..100000000)\n", argv[0], argv[2]);
+        exit(2);
+    }
+    return v;
+}
+
 /* A "Key:   N kB" field of /proc/self/status in KiB, or -1. */
 static inline long bench_status_kib(const char *key)
 {

@@ -1,5 +1,6 @@
 /* coru-bench: the project's side of the peer benchmarks
- * (/work/shared/peers/README.md). Usage: coru-bench <bench> [workers].
+ * (/work/shared/peers/README.md). Usage: coru-bench <bench> [workers]
+ * [count] (count: timers and parked only, run.sh's SCALE_N).
  * Exit status: 0 after a RESULT line, 1 on a failed check (FAIL: ...),
  * 2 on a bad command line. */
 #include <stdio.h>
@@ -28,7 +29,7 @@ static const struct bench benches[] = {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: coru-bench <bench> [workers]\nbenches:\n");
+    fprintf(out, "usage: coru-bench <bench> [workers] [count]\n(count: timers and parked, default 100000)\nbenches:\n");
     for (size_t i = 0; i < NBENCHES; i++) fprintf(out, "  %-10s %s\n", benches[i].name, benches[i].what);
 }
 

@@ -1,11 +1,12 @@
-/* B6b parked: read VmRSS (rss0), spawn 100,000 coroutines that each count
+/* B6b parked: read VmRSS (rss0), spawn 100,000 coroutines (or the count
+ * given after the workers: `parked 2 1000000`) that each count
  * themselves in an atomic counter and then block in coru_chan_recv on ONE
  * shared unbuffered channel. The driver polls the counter every 1 ms
  * (bounded to 30 s), sleeps 10 ms more so the last ones reach the
  * receive, reads VmRSS (rss1), closes the channel (every receiver gets
  * -EPIPE) and waits on a coru_waitgroup until all have exited.
- * ns_per_op = whole run (spawn, park, release, exit) / 100,000; extras, as
- * the Go peer: rss_kib = rss1, kib_per_coroutine = (rss1 - rss0) / 100,000
+ * ns_per_op = whole run (spawn, park, release, exit) / count; extras, as
+ * the Go peer: rss_kib = rss1, kib_per_coroutine = (rss1 - rss0) / count
  * with two decimals. Default 2 workers. */
 #include <coru.h>
 #include <stdatomic.h>
@@ -21,6 +22,7 @@ struct parked_run {
     coru_chan *ch;
     coru_waitgroup *wg;
     _Atomic long parked;
+    long n;
     long rss0, rss1;
     int64_t elapsed_ns;
 };
@@ -41,13 +43,13 @@ static void *driver(void *arg)
     struct parked_run *r = arg;
     r->rss0 = bench_vmrss_kib();
     if (r->rss0 < 0) bench_fail("cannot read VmRSS");
-    bench_check(coru_waitgroup_add(r->wg, PARKED_N), "coru_waitgroup_add");
+    bench_check(coru_waitgroup_add(r->wg, r->n), "coru_waitgroup_add");
     int64_t t0 = bench_now_ns();
-    for (int i = 0; i < PARKED_N; i++) bench_check(coru_go(waiter, r, NULL), "coru_go");
+    for (long i = 0; i < r->n; i++) bench_check(coru_go(waiter, r, NULL), "coru_go");
     int64_t deadline = coru_now() + PARKED_TIMEOUT_NS;
-    while (atomic_load_explicit(&r->parked, memory_order_relaxed) < PARKED_N) {
+    while (atomic_load_explicit(&r->parked, memory_order_relaxed) < r->n) {
         if (coru_now() >= deadline)
-            bench_fail("parked: only %ld of %d coroutines started within 30 s", atomic_load(&r->parked), PARKED_N);
+            bench_fail("parked: only %ld of %ld coroutines started within 30 s", atomic_load(&r->parked), r->n);
         bench_check(coru_sleep(PARKED_POLL_NS), "coru_sleep");
     }
     bench_check(coru_sleep(PARKED_SETTLE_NS), "coru_sleep"); /* let the last ones reach the receive */
@@ -63,7 +65,7 @@ int bench_parked(int argc, char **argv)
 {
     unsigned workers = bench_workers(argc, argv, 2);
     struct coru_opts opts = {.workers = workers};
-    struct parked_run r = {.parked = 0};
+    struct parked_run r = {.parked = 0, .n = bench_count(argc, argv, PARKED_N)};
     bench_check(coru_chan_create(&r.ch, 1, 0), "coru_chan_create");
     bench_check(coru_waitgroup_create(&r.wg), "coru_waitgroup_create");
     bench_check(coru_run(driver, &r, &opts), "coru_run");
@@ -71,7 +73,7 @@ int bench_parked(int argc, char **argv)
     coru_chan_destroy(r.ch);
     char extra[96];
     snprintf(extra, sizeof extra, "rss_kib:%ld,kib_per_coroutine:%.2f", r.rss1,
-             (double)(r.rss1 - r.rss0) / PARKED_N);
-    bench_result("parked", workers, PARKED_N, r.elapsed_ns, extra);
+             (double)(r.rss1 - r.rss0) / (double)r.n);
+    bench_result("parked", workers, r.n, r.elapsed_ns, extra);
     return 0;
 }
