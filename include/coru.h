@@ -107,6 +107,9 @@ struct coru_worker_stats {
                           stuck in a long computation (a coroutine that did
                           not yield for over a millisecond): their
                           coroutines ran here instead of waiting for it */
+    uint64_t moves;    /* coroutines that left this worker to join the worker
+                          holding a channel they found busy (see
+                          coru_worker) */
 };
 
 struct coru_stats {
@@ -209,7 +212,10 @@ CORU_API coru_t *coru_self(void);
 CORU_API uint64_t coru_id(const coru_t *co);
 
 /* Index of the worker running the caller (0..workers-1), or -1 outside the
- * runtime. A coroutine may move between workers at any park or yield. */
+ * runtime. A coroutine may move between workers at any park or yield, and
+ * at a blocking channel send or receive that finds the channel in use on
+ * another worker (it moves there: coroutines that contend for a channel
+ * gather on one worker instead of passing its lock between two). */
 CORU_API int coru_worker(void);
 
 /* ------------------------------------------------------------------------

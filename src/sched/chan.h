@@ -9,6 +9,8 @@
 
 struct coru_chan {
     struct coru__lock lock;
+    _Atomic int holder;      /* worker that took the lock last, -1: a
+                                plain thread (a hint, relaxed) */
     bool closed;             /* lock */
     size_t esz;              /* element size, fixed */
     size_t cap;              /* capacity in elements (0: unbuffered), fixed */

@@ -43,6 +43,14 @@ static inline void coru__lock(struct coru__lock *l)
     }
 }
 
+/* One attempt; true if it took the lock. */
+static inline bool coru__trylock(struct coru__lock *l)
+{
+    /* acquire: pairs with the release in coru__unlock */
+    return !atomic_load_explicit(&l->held, memory_order_relaxed) &&
+           !atomic_exchange_explicit(&l->held, true, memory_order_acquire);
+}
+
 static inline void coru__unlock(struct coru__lock *l)
 {
     atomic_store_explicit(&l->held, false, memory_order_release); /* pairs with the acquire in coru__lock */

@@ -74,7 +74,7 @@
 #define SATURATED_NS 1000000
 #define PACK_MAX 64
 
-enum { POST_NONE = 0, POST_YIELD, POST_PARK, POST_EXIT };
+enum { POST_NONE = 0, POST_YIELD, POST_PARK, POST_EXIT, POST_MIGRATE };
 enum { EXT_NOT_YET = 0, EXT_OPEN, EXT_CLOSED };
 
 static struct {
@@ -959,6 +959,12 @@ static void finish_switch(struct coru__worker *w)
         }
         return;
     }
+    case POST_MIGRATE: {
+        struct coru__worker *t = w->migrate_to;
+        w->migrate_to = NULL;
+        inbox_give(t, &co, 1);
+        return;
+    }
     case POST_EXIT:
         coru__co_finished(w, co);
         /* release: quiescent() reads finished with acquire, and then must
@@ -1004,6 +1010,16 @@ void coru__park(void)
 {
     struct coru__worker *w = coru__worker_self();
     switch_out(w, w->cur, POST_PARK);
+}
+
+bool coru__migrate(unsigned to)
+{
+    struct coru__worker *w = coru__worker_self();
+    if (!w || !w->cur || to >= rt.n || to == w->id || coru__gen_depth > 0) return false;
+    w->migrate_to = &rt.w[to];
+    coru__stat_inc(&w->st.moves);
+    switch_out(w, w->cur, POST_MIGRATE);
+    return true;
 }
 
 void coru__exit_switch(void);
@@ -1177,6 +1193,7 @@ static void snapshot_stats(struct coru_stats *s)
         o->sleeps = atomic_load_explicit(&w->st.sleeps, memory_order_relaxed);
         o->handoffs = atomic_load_explicit(&w->st.handoffs, memory_order_relaxed);
         o->timer_steals = atomic_load_explicit(&w->st.timer_steals, memory_order_relaxed);
+        o->moves = atomic_load_explicit(&w->st.moves, memory_order_relaxed);
         s->total.switches += o->switches;
         s->total.spawns += o->spawns;
         s->total.steals += o->steals;
@@ -1185,6 +1202,7 @@ static void snapshot_stats(struct coru_stats *s)
         s->total.sleeps += o->sleeps;
         s->total.handoffs += o->handoffs;
         s->total.timer_steals += o->timer_steals;
+        s->total.moves += o->moves;
     }
 }
 

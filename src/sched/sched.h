@@ -118,6 +118,7 @@ struct coru__worker {
     struct coru__lock inbox_lock;/* guards inbox_head/tail */
     struct coru_co *inbox_head, *inbox_tail; /* coroutines handed to this
                                     worker by packing (linked by next) */
+    struct coru__worker *migrate_to; /* POST_MIGRATE's target, owner only */
     _Atomic unsigned inbox_n;    /* their number: written under inbox_lock,
                                     read anywhere as a hint */
     bool idle_listed;            /* guarded by rt.idle_lock */
@@ -129,7 +130,7 @@ struct coru__worker {
     _Atomic uint64_t spawned, finished; /* termination count: written by the
                                            owner, summed by idle workers */
     struct {
-        _Atomic uint64_t switches, spawns, steals, parks, wakeups, sleeps, handoffs, timer_steals;
+        _Atomic uint64_t switches, spawns, steals, parks, wakeups, sleeps, handoffs, timer_steals, moves;
     } st;                        /* written by the owner only, read by anyone */
 } CORU_ALIGNED_CL;
 
@@ -167,6 +168,11 @@ static inline void coru__park_cancel(struct coru_co *co)
     atomic_store_explicit(&co->pstate, CO_RUNNING, memory_order_relaxed);
 }
 void coru__park(void);
+/* Moves the calling coroutine to worker `to`: it switches out and runs
+ * next from that worker's inbox. false (nothing happens) outside a
+ * coroutine, in a generator body, or when `to` is its worker or no
+ * worker. */
+bool coru__migrate(unsigned to);
 /* Makes a parked (or parking) coroutine runnable; any thread. On a worker
  * it goes to the worker's run-next slot, elsewhere to the global queue. */
 void coru__ready(struct coru_co *co);
