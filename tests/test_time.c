@@ -242,8 +242,10 @@ Test(time, a_million_coroutines_sleep_at_once, .timeout = 300)
  * no deadline comes more than the slack (see coru.h, Time) before one
  * already seen. The slack and the lateness bound are loose: this is about
  * order and loss, not speed. */
-#ifdef CORU_TSAN
+#if defined(CORU_TSAN)
 #define SLOW 10 /* everything takes 5-20 times longer under TSan */
+#elif defined(CORU_ASAN)
+#define SLOW 4 /* and 2-3 times under ASan */
 #else
 #define SLOW 1
 #endif
