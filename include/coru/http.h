@@ -1,7 +1,8 @@
 /*
- * coru/http.h - an HTTP/1.1 server on coru: routes in the style of
- * aiohttp's web.Application, one coroutine per connection, handlers that
- * may park.
+ * coru/http.h - an HTTP/1.1 server and client on coru. The server: routes
+ * in the style of aiohttp's web.Application, one coroutine per connection,
+ * handlers that may park. The client (below the server): one session with
+ * a pool of keep-alive connections shared by many coroutines.
  *
  *     static int hello(coru_http_req *rq, coru_http_resp *rs, void *arg) {
  *         char body[128];
@@ -217,6 +218,152 @@ CORU_API int coru_http_resp_write(coru_http_resp *w, const void *data, size_t n)
  * ended), -EPROTO (fewer bytes than the declared length were written: the
  * connection is closed), or the write's errors. May park. */
 CORU_API int coru_http_resp_end(coru_http_resp *w);
+
+/* ------------------------------------------------------------------------
+ * Client
+ *
+ * One session (coru_http_client) is shared by any number of coroutines on
+ * any worker, as aiohttp's ClientSession or Go's http.Client:
+ *
+ *     coru_http_client *cl;
+ *     coru_http_client_create(&cl, NULL);
+ *     int status; char *body; size_t len;
+ *     coru_http_get(cl, "http://127.0.0.1:8000/hello/x", &status, &body, &len,
+ *                   coru_now() + 5000000000LL);
+ *     free(body);
+ *     coru_http_client_destroy(cl);
+ *
+ * What it does by itself:
+ *   - A pool of keep-alive connections per (scheme, host, port): reused
+ *     last-in first-out, closed after idle_timeout (checked whenever the
+ *     session is used, so no coroutine is left sleeping to do it: a
+ *     session nobody uses keeps its idle connections until its next
+ *     request or coru_http_client_destroy), at most max_conns in
+ *     all and max_conns_per_host per host; callers that find the limit
+ *     reached wait in FIFO order (an idle connection to another host is
+ *     closed to make room). A reused connection the server had already
+ *     closed (EOF or reset before any byte of the response) is replaced
+ *     by a fresh one and the request sent again, once, for GET, HEAD,
+ *     OPTIONS, TRACE, PUT and DELETE, never for others.
+ *   - Response bodies by Content-Length, chunked (decoded) or until the
+ *     connection closes; none for HEAD, 1xx, 204 and 304. Interim 1xx
+ *     responses are skipped. "Accept-Encoding: gzip" is sent and a gzip
+ *     body decoded (zlib) unless no_gzip; the response then shows neither
+ *     Content-Encoding nor Content-Length.
+ *   - Redirects (301, 302, 303, 307, 308 with a Location) followed up to
+ *     max_redirects: 301, 302 and 303 turn into GET without a body (HEAD
+ *     stays HEAD), 307 and 308 keep the method and body. Authorization and
+ *     Cookie are dropped once a redirect leaves the origin (scheme, host
+ *     and port). coru_http_response_url gives the final URL.
+ *   - Host names through coru_getaddrinfo, cached per session for a
+ *     minute; each address is tried in turn until one connects.
+ *   - The request carries Host, User-Agent: coru and, with a body,
+ *     Content-Length (a buffer) or Transfer-Encoding: chunked (a stream),
+ *     unless the caller's headers set them.
+ *
+ * URLs are parsed strictly: "http://" host [":" port] [path] ["?" query]
+ * ["#" fragment, dropped]; a host is a name, an IPv4 literal or a
+ * bracketed IPv6 one; no user info, no spaces or control bytes. A bad URL
+ * is -EINVAL before any connection. "https://" is -EPROTONOSUPPORT (no
+ * TLS yet: never a plain-text connection instead).
+ *
+ * Errors of a request: -EINVAL (bad URL or request), -EPROTONOSUPPORT
+ * (https), -ENOENT / -EAGAIN (name resolution), the connect's errors
+ * (-ECONNREFUSED, -ENETUNREACH, ...), -ETIMEDOUT (the deadline, the
+ * connect timeout or the read timeout), -ECANCELED (coru_cancel), -EPIPE
+ * / -ECONNRESET (the server went away mid-request), -EPROTO (a malformed
+ * response: bad status line, bad chunk size, Content-Length with
+ * Transfer-Encoding, a bad header, a gzip body that does not decode),
+ * -EMSGSIZE (response head over max_header_bytes), -EFBIG (a body read
+ * whole over its limit), -ELOOP (more redirects than max_redirects),
+ * -ENOMEM. A connection that failed is closed; the session stays usable.
+ * Every call may park; a plain thread may call them too.
+ * ------------------------------------------------------------------------ */
+
+typedef struct coru_http_client coru_http_client;
+typedef struct coru_http_response coru_http_response;
+
+struct coru_http_client_opts {
+    unsigned max_conns;          /* connections open at once, all hosts; 0: 100 */
+    unsigned max_conns_per_host; /* 0: no limit below max_conns */
+    int64_t idle_timeout;        /* a pooled connection idle this long is closed;
+                                    0: 15 s; CORU_NEVER: never */
+    int64_t connect_timeout;     /* per connection attempt; 0: 30 s; CORU_NEVER */
+    int64_t read_timeout;        /* longest wait for the next bytes of a response;
+                                    0: 60 s; CORU_NEVER */
+    size_t max_header_bytes;     /* response head; 0: 64 KiB */
+    size_t max_body;             /* coru_http_get's and read_all's default limit;
+                                    0: 64 MiB */
+    unsigned max_redirects;      /* 0: 10 */
+    int no_redirects;            /* non-zero: redirects are returned as they are */
+    int no_gzip;                 /* non-zero: no Accept-Encoding, no decoding */
+};
+
+/* Creates a session. opts may be NULL (all defaults). Returns 0 and *out,
+ * -EINVAL (out NULL), -ENOMEM. Never parks. */
+CORU_API int coru_http_client_create(coru_http_client **out, const struct coru_http_client_opts *opts);
+/* Closes the idle connections and frees the session. Call it once no
+ * coroutine uses the session any more and every response has been freed.
+ * NULL is ignored. Never parks. */
+CORU_API void coru_http_client_destroy(coru_http_client *c);
+
+struct coru_http_header {
+    const char *name, *value;
+};
+
+struct coru_http_request {
+    const char *method;                   /* NULL: "GET" */
+    const char *url;
+    const struct coru_http_header *headers; /* extra fields, sent as given */
+    size_t nheaders;
+    const void *body;                     /* a body in memory ... */
+    size_t body_len;
+    /* ... or streamed: called for up to n more bytes, returns how many
+     * (0: the end, -errno: fail the request); sent chunked. A streamed
+     * body is sent once: such a request is neither retried nor sent
+     * again by a 307/308 redirect (-EPROTO then). */
+    ssize_t (*body_read)(void *ctx, void *buf, size_t n);
+    void *body_ctx;
+};
+
+/* Sends req and reads the response's head; the body is then read with
+ * coru_http_response_read or _read_all. Returns 0 and *out (free it with
+ * coru_http_response_free), or the errors above. The deadline bounds the
+ * whole exchange, redirects included (and the body's reads unless they
+ * pass their own). */
+CORU_API int coru_http_do(coru_http_client *c, const struct coru_http_request *req, coru_http_response **out,
+                          int64_t deadline);
+/* GET url and read the body whole (up to opts.max_body): *status, and a
+ * malloc'd *body (NUL-terminated, *len bytes; free it). status, body and
+ * len may be NULL. Returns 0 or the errors above. */
+CORU_API int coru_http_get(coru_http_client *c, const char *url, int *status, char **body, size_t *len,
+                           int64_t deadline);
+
+/* The response's status code, reason phrase and final URL (after
+ * redirects). The strings live as long as the response. */
+CORU_API int coru_http_response_status(const coru_http_response *r);
+CORU_API const char *coru_http_response_reason(const coru_http_response *r);
+CORU_API const char *coru_http_response_url(const coru_http_response *r);
+/* The first header field named name (any case), or NULL. */
+CORU_API const char *coru_http_response_header(const coru_http_response *r, const char *name);
+/* Every field, repeated ones kept, in arrival order: the i-th (i < count)
+ * into *name and *value. Returns 0 or -ERANGE. */
+CORU_API size_t coru_http_response_header_count(const coru_http_response *r);
+CORU_API int coru_http_response_header_at(const coru_http_response *r, size_t i, const char **name,
+                                          const char **value);
+/* Reads up to n bytes of the (decoded) body: returns the count, 0 at its
+ * end, or an error of the list above. May park until the deadline
+ * (CORU_NEVER: the request's). */
+CORU_API ssize_t coru_http_response_read(coru_http_response *r, void *buf, size_t n, int64_t deadline);
+/* Reads the rest of the body into a malloc'd, NUL-terminated *body (*len
+ * bytes; free it). limit 0: opts.max_body. Returns 0, -EFBIG (longer than
+ * limit: the connection is closed), or the errors above. */
+CORU_API int coru_http_response_read_all(coru_http_response *r, char **body, size_t *len, size_t limit,
+                                         int64_t deadline);
+/* Frees the response. Its connection goes back to the pool if the body
+ * was read to its end and the server keeps it alive, else it is closed.
+ * NULL is ignored. Never parks. */
+CORU_API void coru_http_response_free(coru_http_response *r);
 
 #ifdef __cplusplus
 }

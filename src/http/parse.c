@@ -111,6 +111,8 @@ static int on_message_begin(llhttp_t *ll)
     struct coru__http_msg *m = of(ll)->m;
     m->method = m->target = NULL;
     m->method_len = m->target_len = 0;
+    m->reason = NULL;
+    m->reason_len = 0;
     m->nfields = 0;
     of(ll)->field_state = 0;
     of(ll)->ext_bytes = 0;
@@ -208,10 +210,45 @@ static void check_fields(struct coru__http_msg *m)
     }
 }
 
+static int on_status(llhttp_t *ll, const char *at, size_t n)
+{
+    struct coru__http_msg *m = of(ll)->m;
+    grow(&m->reason, &m->reason_len, at, n);
+    return 0;
+}
+
+/* A response's head: no Expect, no 413; framing by llhttp (Content-Length,
+ * chunked, none for 1xx/204/304, or until EOF), and none after HEAD. */
+static int response_head(llhttp_t *ll, struct coru__http_parser *p, struct coru__http_msg *m)
+{
+    m->status = ll->status_code;
+    check_fields(m);
+    if (m->te_unknown) return -1; /* a coding we cannot undo: malformed for us */
+    if (m->no_body || (m->status >= 100 && m->status < 200) || m->status == 204 || m->status == 304) {
+        m->has_body = m->chunked = false;
+        m->content_length = 0;
+        return 1; /* llhttp: no body follows */
+    }
+    m->until_eof = !m->chunked && !(ll->flags & F_CONTENT_LENGTH);
+    m->has_body = m->has_body || m->until_eof;
+    if (!m->has_body) return 0;
+    p->event = CORU__HTTP_HEAD;
+    return HPE_PAUSED;
+}
+
 static int on_headers_complete(llhttp_t *ll)
 {
     struct coru__http_parser *p = of(ll);
     struct coru__http_msg *m = p->m;
+    if (ll->type == HTTP_RESPONSE) {
+        m->version = ll->http_major * 10 + ll->http_minor;
+        m->chunked = (ll->flags & F_CHUNKED) != 0;
+        m->content_length = m->chunked ? 0 : ll->content_length;
+        m->has_body = m->chunked || ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > 0);
+        m->expect_continue = m->expect_other = m->te_unknown = m->until_eof = false;
+        m->upgrade = false;
+        return response_head(ll, p, m);
+    }
     m->version = ll->http_major * 10 + ll->http_minor;
     m->chunked = (ll->flags & F_CHUNKED) != 0;
     m->content_length = m->chunked ? 0 : ll->content_length;
@@ -269,6 +306,7 @@ static llhttp_settings_t settings = {
     .on_message_begin = on_message_begin,
     .on_method = on_method,
     .on_url = on_url,
+    .on_status = on_status,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
@@ -283,6 +321,21 @@ void coru__http_parser_init(struct coru__http_parser *p, const struct coru__http
     memset(p, 0, sizeof *p);
     llhttp_init(&p->ll, HTTP_REQUEST, &settings);
     p->lim = lim;
+}
+
+void coru__http_parser_init_response(struct coru__http_parser *p, const struct coru__http_limits *lim)
+{
+    memset(p, 0, sizeof *p);
+    llhttp_init(&p->ll, HTTP_RESPONSE, &settings);
+    p->lim = lim;
+}
+
+int coru__http_parse_eof(struct coru__http_parser *p)
+{
+    p->event = CORU__HTTP_NEED;
+    llhttp_errno_t e = llhttp_finish(&p->ll);
+    if ((e == HPE_OK || e == HPE_PAUSED) && p->event == CORU__HTTP_DONE) return CORU__HTTP_DONE;
+    return -400;
 }
 
 void coru__http_parser_begin(struct coru__http_parser *p, struct coru__http_msg *m)
@@ -346,6 +399,7 @@ void coru__http_terminate(struct coru__http_msg *m)
     /* Each span is followed by at least one byte of the head that llhttp
      * has parsed already (a space, a colon, CR), so the NUL goes there. */
     if (m->method) ((char *)m->method)[m->method_len] = '\0';
+    if (m->reason) ((char *)m->reason)[m->reason_len] = '\0';
     if (m->target) ((char *)m->target)[m->target_len] = '\0';
     for (unsigned i = 0; i < m->nfields; i++) {
         struct coru__http_field *f = &m->fields[i];

@@ -1,5 +1,5 @@
-/* The request parser: a head scanner of our own in front of llhttp, behind
- * one small interface that knows nothing of sockets (so that llhttp can be
+/* The request (and, for the client, response) parser: a head scanner of
+ * our own in front of llhttp, behind one small interface that knows nothing of sockets (so that llhttp can be
  * replaced, and a fuzzer can drive it from memory).
  *
  * A request goes through it in two steps:
@@ -83,6 +83,13 @@ struct coru__http_msg {
     bool expect_other;           /* another Expect value (417) */
     bool te_unknown;             /* a transfer coding other than chunked */
     bool upgrade;                /* Upgrade or CONNECT: close after it */
+    /* responses (coru__http_parser_init_response) */
+    int status;                  /* the status code */
+    const char *reason;          /* the reason phrase (a span) */
+    size_t reason_len;
+    bool no_body;                /* set by the caller before the head: the
+                                    request was HEAD, so no body follows */
+    bool until_eof;              /* the body runs until the connection closes */
     /* Body bytes as they are decoded; returns 0, or -status to stop. */
     int (*on_body)(void *ctx, const char *at, size_t n);
     void *body_ctx;
@@ -107,6 +114,13 @@ enum {
 
 /* Prepares p for a connection's requests (llhttp strict mode). */
 void coru__http_parser_init(struct coru__http_parser *p, const struct coru__http_limits *lim);
+/* The same for the responses a client reads (the status line instead of
+ * the request line; bodies until EOF allowed: end them with
+ * coru__http_parse_eof). Statuses are the server's: -400 means malformed. */
+void coru__http_parser_init_response(struct coru__http_parser *p, const struct coru__http_limits *lim);
+/* The connection closed: completes a body that runs until EOF (returns
+ * CORU__HTTP_DONE), or returns -400 for a message cut short. */
+int coru__http_parse_eof(struct coru__http_parser *p);
 /* Starts the next message: m is filled from now on. */
 void coru__http_parser_begin(struct coru__http_parser *p, struct coru__http_msg *m);
 /* Feeds data[0..n): the head (complete, as the scanner found it) first,
