@@ -767,6 +767,8 @@ static int s_errors(struct rsrv *s, const struct rreq *rq, char *out, size_t *n)
     path_of(rq, p, sizeof p);
     if (strcmp(p, "/badstatus") == 0) {
         *n = fmt(out, "HTTP/1.1 abc OK\r\nContent-Length: 0\r\n\r\n");
+    } else if (strcmp(p, "/status050") == 0) { /* the fuzzer's first find: llhttp takes it as 50 */
+        *n = fmt(out, "HTTP/1.1 050 Odd\r\nContent-Length: 0\r\n\r\n");
     } else if (strcmp(p, "/badchunk") == 0) {
         *n = fmt(out, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n0\r\n\r\n");
     } else if (strcmp(p, "/clte") == 0) {
@@ -817,7 +819,7 @@ static void errors_case(void)
     struct {
         const char *path;
         int rc;
-    } cases[] = {{"/badstatus", -EPROTO}, {"/badchunk", -EPROTO}, {"/clte", -EPROTO},
+    } cases[] = {{"/badstatus", -EPROTO}, {"/status050", -EPROTO}, {"/badchunk", -EPROTO}, {"/clte", -EPROTO},
                  {"/barelf", -EPROTO},    {"/hugehead", -EMSGSIZE}, {"/cut", -ECONNRESET}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         url_of(url, sizeof url, &s, cases[i].path);

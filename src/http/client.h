@@ -104,6 +104,12 @@ int coru__hclient_get_conn(struct coru_http_client *c, const struct coru__url *u
 void coru__hclient_put_conn(struct coru_http_client *c, struct coru__hconn *k);
 void coru__hclient_close_conn(struct coru_http_client *c, struct coru__hconn *k);
 
+/* client_body.c, for the fuzzer and tests: reads one response from fd (its
+ * own, closed on return) as a pooled connection of c would, body and all.
+ * Returns the status (>= 100) or a negative errno; *body_len: the decoded
+ * body bytes read. */
+int coru__hclient_read_one(struct coru_http_client *c, int fd, bool head_request, size_t *body_len);
+
 /* The earlier of a deadline and now + timeout (CORU_NEVER: none). */
 static inline int64_t coru__hclient_min_dl(int64_t deadline, int64_t timeout)
 {

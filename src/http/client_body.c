@@ -307,6 +307,8 @@ static int read_head(struct coru_http_response *r, bool head_request, bool *got)
         size_t used = 0, hs = sc.head_start;
         int ev = coru__http_parse(&r->parser, r->head + hs, (size_t)n - hs, &used);
         if (ev < 0 || ev == CORU__HTTP_NEED) return -EPROTO;
+        /* three digits, the first 1-9 (llhttp takes "050" as 50) */
+        if (r->msg.status < 100 || r->msg.status > 999) return -EPROTO;
         coru__http_terminate(&r->msg);
         if (r->msg.status >= 100 && r->msg.status < 200 && r->msg.status != 101) continue; /* interim */
         const char *ce = find_field(r, "content-encoding");
@@ -612,4 +614,46 @@ int coru_http_get(coru_http_client *c, const char *url, int *status, char **body
         free(b);
     if (len) *len = n;
     return 0;
+}
+
+/* ---------------------------------------------------------------- tests */
+
+int coru__hclient_read_one(struct coru_http_client *c, int fd, bool head_request, size_t *body_len)
+{
+    struct coru__hhost *h = calloc(1, sizeof *h);
+    struct coru__hconn *k = calloc(1, sizeof *k);
+    struct coru_http_response *r = calloc(1, sizeof *r);
+    if (!h || !k || !r || !(k->buf = malloc(16384))) {
+        free(h);
+        if (k) free(k->buf);
+        free(k);
+        free(r);
+        coru_close(fd);
+        return -ENOMEM;
+    }
+    /* counted as if the pool had dialled it, so that closing it balances */
+    h->nconns = 1;
+    pthread_mutex_lock(&c->lock);
+    c->nconns++;
+    pthread_mutex_unlock(&c->lock);
+    k->fd = fd;
+    k->h = h;
+    k->cap = 16384;
+    r->c = c;
+    r->conn = k;
+    r->deadline = CORU_NEVER;
+    bool got = false;
+    int rc = read_head(r, head_request, &got);
+    size_t total = 0;
+    if (rc == 0) {
+        char b[4096];
+        ssize_t n;
+        while ((n = coru_http_response_read(r, b, sizeof b, CORU_NEVER)) > 0) total += (size_t)n;
+        rc = n < 0 ? (int)n : r->msg.status;
+    }
+    if (body_len) *body_len = total;
+    r->reusable = false; /* never pooled: h is not the session's */
+    coru_http_response_free(r);
+    free(h);
+    return rc;
 }
