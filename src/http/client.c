@@ -235,11 +235,17 @@ void coru__hclient_put_conn(struct coru_http_client *c, struct coru__hconn *k)
 }
 
 /* Whether an idle connection still looks usable: not past idle_timeout,
- * and the server has not closed it (a peek sees EOF) or sent anything
- * unasked. */
+ * and, if it was idle for a while, the server has not closed it (a peek
+ * sees EOF) or sent anything unasked. A connection back in the pool for
+ * less than PEEK_AFTER is taken as it is (no system call: under load the
+ * peek was one per request); should the server have closed it anyway,
+ * the request fails before any response byte and, if idempotent, goes
+ * again on a new connection. */
+#define PEEK_AFTER (SEC / 2)
 static bool idle_ok(const struct coru_http_client *c, const struct coru__hconn *k, int64_t now)
 {
     if (c->o.idle_timeout != CORU_NEVER && now - k->idle_since >= c->o.idle_timeout) return false;
+    if (now - k->idle_since < PEEK_AFTER) return true;
     char b;
     ssize_t n = recv(k->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);

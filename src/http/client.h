@@ -73,18 +73,13 @@ struct coru_http_client {
     bool closing;
 };
 
-#define CORU__HMAX_FIELDS 256
+#define CORU__HMAX_FIELDS 128
 
 struct coru_http_response {
     struct coru_http_client *c;
     struct coru__hconn *conn;    /* NULL once given back or closed */
-    struct coru__url url;        /* the final one */
     int64_t deadline;            /* the request's */
     char *head;                  /* the head's bytes: the spans point here */
-    struct coru__http_msg msg;
-    struct coru__http_field fields[CORU__HMAX_FIELDS];
-    struct coru__http_limits lim;
-    struct coru__http_parser parser;
     bool head_only;              /* no body to read */
     bool done;                   /* the body was read to its end */
     bool reusable;               /* and the connection may be pooled */
@@ -96,6 +91,12 @@ struct coru_http_response {
     bool gzip;
     bool z_init, z_end;
     z_stream z;
+    struct coru__http_msg msg;
+    struct coru__http_limits lim;
+    struct coru__http_parser parser;
+    /* Large, and filled before use (not zeroed at allocation): */
+    struct coru__url url;        /* the final one */
+    struct coru__http_field fields[CORU__HMAX_FIELDS];
 };
 
 /* client.c */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stddef.h>
 #include <sys/uio.h>
 
 #define FEED_MAX 16384      /* raw body bytes parsed per step */
@@ -527,16 +528,18 @@ int coru_http_do(coru_http_client *c, const struct coru_http_request *req, coru_
     if (!c || !req || !req->url || !out || (req->body && req->body_read) || (!req->body && req->body_len))
         return -EINVAL;
     *out = NULL;
-    struct coru_http_response *r = calloc(1, sizeof *r);
-    struct coru__url *origin = malloc(sizeof *origin), *next = malloc(sizeof *next);
-    int rc = r && origin && next ? 0 : -ENOMEM;
+    /* malloc, not calloc: the URL and field arrays (14 KiB) are written
+     * before they are read; the rest is zeroed */
+    struct coru_http_response *r = malloc(sizeof *r);
+    struct coru__url *origin = NULL, *next = NULL; /* made at the first redirect */
+    int rc = r ? 0 : -ENOMEM;
     if (!rc) {
+        memset(r, 0, offsetof(struct coru_http_response, url));
         r->c = c;
         r->deadline = deadline;
         rc = coru__url_parse(&r->url, req->url);
     }
     if (rc) goto out;
-    *origin = r->url;
     char method[32];
     const char *m = req->method ? req->method : "GET";
     if (strlen(m) >= sizeof method) {
@@ -559,6 +562,15 @@ int coru_http_do(coru_http_client *c, const struct coru_http_request *req, coru_
         if (hops == c->o.max_redirects) {
             rc = -ELOOP;
             break;
+        }
+        if (!origin) {
+            origin = malloc(sizeof *origin);
+            next = malloc(sizeof *next);
+            if (!origin || !next) {
+                rc = -ENOMEM;
+                break;
+            }
+            *origin = r->url;
         }
         rc = coru__url_resolve(next, &r->url, loc);
         if (rc) {

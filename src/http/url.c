@@ -49,15 +49,26 @@ static bool host_byte(unsigned char c)
            c == '_';
 }
 
+/* The normalised URL: built by hand, as it is made for every request. */
 static void make_full(struct coru__url *u)
 {
-    const char *scheme = u->https ? "https" : "http";
-    if (u->default_port)
-        snprintf(u->full, sizeof u->full, "%s://%s%s%s%s", scheme, u->ipv6 ? "[" : "", u->host, u->ipv6 ? "]" : "",
-                 u->target);
-    else
-        snprintf(u->full, sizeof u->full, "%s://%s%s%s:%u%s", scheme, u->ipv6 ? "[" : "", u->host,
-                 u->ipv6 ? "]" : "", u->port, u->target);
+    char *p = u->full;
+    memcpy(p, u->https ? "https://" : "http://", u->https ? 8 : 7);
+    p += u->https ? 8 : 7;
+    if (u->ipv6) *p++ = '[';
+    size_t hl = strlen(u->host);
+    memcpy(p, u->host, hl);
+    p += hl;
+    if (u->ipv6) *p++ = ']';
+    if (!u->default_port) {
+        char d[8];
+        int n = 0;
+        for (unsigned v = u->port; v; v /= 10) d[n++] = (char)('0' + v % 10);
+        *p++ = ':';
+        while (n) *p++ = d[--n];
+    }
+    size_t tl = strlen(u->target);
+    memcpy(p, u->target, tl + 1); /* fits: full is target's size plus 300 */
 }
 
 int coru__url_parse(struct coru__url *u, const char *s)
