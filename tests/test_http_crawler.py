@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """examples/crawler against servers nobody here wrote, on both engines:
 aiohttp's web server (paths with different delays, gzip, chunked, a
-redirect, statuses), Python's http.server (a file, a 404), and coru's own
-examples/hello_server. Run by meson test:
+redirect, statuses), Python's http.server (a file, a 404), nginx where
+installed (a gzip-compressed file), and coru's own examples/hello_server. Run by meson test:
 test_http_crawler.py <crawler> <hello_server>.
 
 Checks every status and byte count, that the fetches finish in the order
@@ -12,6 +12,7 @@ import asyncio
 import gzip
 import http.server
 import os
+import shutil
 import re
 import signal
 import socketserver
@@ -98,6 +99,39 @@ def start_http_server(root):
     return srv.server_address[1]
 
 
+NGINX_CONF = """daemon off; worker_processes 1; error_log {dir}/error.log; pid {dir}/nginx.pid;
+events {{ worker_connections 256; }}
+http {{ access_log off; client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
+  uwsgi_temp_path {dir}; scgi_temp_path {dir};
+  gzip on; gzip_min_length 0; gzip_types text/plain;
+  server {{ listen 127.0.0.1:{port}; root {root}; }} }}
+"""
+
+
+def start_nginx(root):
+    """nginx where installed: a static file, gzip on (the client decodes it)."""
+    if not shutil.which("nginx"):
+        print("nginx not installed: its part skipped")
+        return None, None
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    d = tempfile.mkdtemp()
+    with open(os.path.join(d, "nginx.conf"), "w") as f:
+        f.write(NGINX_CONF.format(dir=d, port=port, root=root))
+    p = subprocess.Popen(["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf"), "-e", os.path.join(d, "error.log")])
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return p, port
+        except OSError:
+            time.sleep(0.05)
+    p.kill()
+    return None, None
+
+
 def start_hello(engine):
     p = subprocess.Popen([HELLO, "0"], stdout=subprocess.PIPE, env=dict(os.environ, CORU_IO=engine), text=True)
     m = re.match(r"Server started at http://127\.0\.0\.1:(\d+)", p.stdout.readline())
@@ -107,7 +141,7 @@ def start_hello(engine):
     return p, int(m.group(1))
 
 
-def run(engine, aio, hs, hello):
+def run(engine, aio, hs, hello, ngx):
     cases = [  # url, status, bytes, delay rank (None: not ranked)
         (f"http://127.0.0.1:{aio}/delay/600", 200, len("slept 600"), 600),
         (f"http://127.0.0.1:{aio}/delay/50", 200, len("slept 50"), 50),
@@ -121,6 +155,9 @@ def run(engine, aio, hs, hello):
         (f"http://127.0.0.1:{hs}/missing.html", 404, None, None),
         (f"http://127.0.0.1:{hello}/hello/crawler", 200, len("<h1>hello, crawler</h1>"), 500),
     ]
+    if ngx:
+        cases += [(f"http://127.0.0.1:{ngx}/big.txt", 200, 50000, None),
+                  (f"http://127.0.0.1:{ngx}/nothing", 404, None, None)]
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write("# URLs\n\n" + "\n".join(c[0] for c in cases) + "\n")
         listfile = f.name
@@ -147,22 +184,32 @@ def run(engine, aio, hs, hello):
     pos = [order.index(c[0]) for c in ranked if c[0] in order]
     check(pos == sorted(pos), f"{engine}: finish order {order} not by delay")
     check(order != starts, f"{engine}: finished in start order")
-    check(any(l.startswith("total: 11 URLs, 11 ok, 0 failed") for l in out), f"{engine}: total line in {out[-1:]}")
+    n = len(cases)
+    check(any(l.startswith(f"total: {n} URLs, {n} ok, 0 failed") for l in out), f"{engine}: total line in {out[-1:]}")
     check(wall < 3.0, f"{engine}: took {wall:.1f} s: the fetches did not run at once")
 
 
 def main():
     root = tempfile.mkdtemp()
+    os.chmod(root, 0o755)  # nginx's workers may run as nobody
     with open(os.path.join(root, "page.html"), "w") as f:
         f.write("hello, page")
+    with open(os.path.join(root, "big.txt"), "w") as f:
+        f.write("0123456789" * 5000)
     aio, hs = start_aiohttp(), start_http_server(root)
-    for engine in ("uring", "epoll"):
-        p, hello = start_hello(engine)
-        try:
-            run(engine, aio, hs, hello)
-        finally:
-            p.send_signal(signal.SIGTERM)
-            p.wait(timeout=10)
+    np, ngx = start_nginx(root)
+    try:
+        for engine in ("uring", "epoll"):
+            p, hello = start_hello(engine)
+            try:
+                run(engine, aio, hs, hello, ngx)
+            finally:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=10)
+    finally:
+        if np:
+            np.terminate()
+            np.wait(timeout=10)
     if failures:
         print(f"{len(failures)} failure(s)")
         sys.exit(1)
