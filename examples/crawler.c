@@ -13,6 +13,7 @@
 #include <coru.h>
 #include <coru/http.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,7 +125,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: crawler URL... | crawler -f FILE\n");
         return 2;
     }
+    bool from_file = cr.urls != argv + 1;
     int rc = coru_run(crawl_main, &cr, NULL);
+    if (from_file) {
+        for (size_t i = 0; i < cr.n; i++) free(cr.urls[i]);
+        free(cr.urls);
+    }
     if (rc) {
         fprintf(stderr, "crawler: coru_run: %s\n", strerror(-rc));
         return 1;

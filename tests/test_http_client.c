@@ -10,6 +10,7 @@
 #include <coru/http.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -118,7 +119,8 @@ struct rsrv {
     _Atomic int accepts, requests, active, max_active;
     _Atomic bool stop;
     coru_waitgroup *wg;
-    char last_head[8192]; /* the newest request head */
+    pthread_mutex_t head_lock;
+    char last_head[8192]; /* the newest request head; head_lock (connections run on both workers) */
     _Atomic int delay_ms;
 };
 
@@ -191,7 +193,9 @@ static void *rconn_run(void *arg)
         rq->conn = c->no;
         rq->nth = nth;
         atomic_fetch_add(&s->requests, 1);
+        pthread_mutex_lock(&s->head_lock);
         memcpy(s->last_head, rq->head, sizeof s->last_head);
+        pthread_mutex_unlock(&s->head_lock);
         int d = atomic_load(&s->delay_ms);
         if (d) coru_sleep(d * MS);
         size_t n = 0;
@@ -232,6 +236,7 @@ static void *racceptor(void *arg)
 static void rsrv_start(struct rsrv *s, script_fn fn)
 {
     memset(s, 0, sizeof *s);
+    pthread_mutex_init(&s->head_lock, NULL);
     s->script = fn;
     s->lfd = coru_tcp_listen("127.0.0.1", 0, 128, 0);
     EXPECT(s->lfd >= 0, "listen: %d", s->lfd);
