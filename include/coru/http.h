@@ -257,9 +257,12 @@ CORU_API int coru_http_resp_end(coru_http_resp *w);
  *     and port). coru_http_response_url gives the final URL.
  *   - Host names through coru_getaddrinfo, cached per session for a
  *     minute; each address is tried in turn until one connects.
- *   - The request carries Host, User-Agent: coru and, with a body,
- *     Content-Length (a buffer) or Transfer-Encoding: chunked (a stream),
- *     unless the caller's headers set them.
+ *   - The request carries Host and User-Agent: coru unless the caller's
+ *     headers set them (a caller's Host is not sent on past a redirect
+ *     to another origin), and, with a body, Content-Length (a buffer) or
+ *     Transfer-Encoding: chunked (a stream): the framing is the client's,
+ *     so a caller's Content-Length or Transfer-Encoding is -EINVAL. A
+ *     request with "Connection: close" does not pool its connection.
  *
  * URLs are parsed strictly: "http://" host [":" port] [path] ["?" query]
  * ["#" fragment, dropped]; a host is a name, an IPv4 literal or a

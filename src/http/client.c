@@ -165,6 +165,18 @@ static bool grant(struct coru_http_client *c, struct coru__hconn *k)
     return false;
 }
 
+/* Whether closing a connection of host h would let a waiter go on: one
+ * that waits only for room in the total (or, fresh, for a new connection
+ * to h itself). Caller holds the lock. */
+static bool slot_wanted(const struct coru_http_client *c, const struct coru__hhost *h)
+{
+    for (const struct coru__hwaiter *w = c->wq; w; w = w->next) {
+        unsigned on_host = w->h->nconns - (w->h == h);
+        if (!c->o.max_conns_per_host || on_host < c->o.max_conns_per_host) return true;
+    }
+    return false;
+}
+
 /* A connection's slot ends (it was closed, or its dial failed). */
 static void slot_release(struct coru_http_client *c, struct coru__hhost *h)
 {
@@ -189,8 +201,22 @@ void coru__hclient_close_conn(struct coru_http_client *c, struct coru__hconn *k)
  * session nobody uses are closed at its next use or at destroy. */
 static void expire_idle(struct coru_http_client *c, int64_t now, struct coru__hconn **dead)
 {
-    if (c->o.idle_timeout == CORU_NEVER || now - c->last_sweep < SEC / 10) return;
+    if (now - c->last_sweep < SEC / 10) return;
     c->last_sweep = now;
+    /* Hosts with no connection and nobody waiting for one are forgotten,
+     * so a long crawl does not keep (and scan) every host it met. */
+    for (struct coru__hhost **hp = &c->hosts; *hp;) {
+        struct coru__hhost *h = *hp;
+        bool waited = false;
+        for (struct coru__hwaiter *w = c->wq; w && !waited; w = w->next) waited = w->h == h;
+        if (!h->nconns && !h->idle && !waited) {
+            *hp = h->next;
+            free(h);
+        } else {
+            hp = &h->next;
+        }
+    }
+    if (c->o.idle_timeout == CORU_NEVER) return;
     for (struct coru__hhost *h = c->hosts; h; h = h->next)
         for (struct coru__hconn **pp = &h->idle; *pp;) {
             struct coru__hconn *k = *pp;
@@ -225,12 +251,22 @@ void coru__hclient_put_conn(struct coru_http_client *c, struct coru__hconn *k)
         coru__hclient_close_conn(c, k);
         return;
     }
+    bool close_it = false;
     if (!grant(c, k)) {
-        k->next = k->h->idle;
-        k->h->idle = k;
+        /* Nobody takes it as it is; if a waiter could go on were it closed
+         * (another host's, held back by the total; or a retry that wants a
+         * new connection), it is closed and its slot granted (in
+         * slot_release). Pooled, it would leave that waiter stuck. */
+        if (slot_wanted(c, k->h)) {
+            close_it = true;
+        } else {
+            k->next = k->h->idle;
+            k->h->idle = k;
+        }
     }
     expire_idle(c, k->idle_since, &dead);
     pthread_mutex_unlock(&c->lock);
+    if (close_it) coru__hclient_close_conn(c, k);
     close_list(c, dead);
 }
 
@@ -264,13 +300,14 @@ int coru__hclient_get_conn(struct coru_http_client *c, const struct coru__url *u
         struct coru__hconn *stale = NULL, *evicted = NULL, *k = NULL;
         bool slot = false;
         pthread_mutex_lock(&c->lock);
+        int64_t now = coru_now();
+        expire_idle(c, now, &stale); /* first: it may forget hosts, h included */
         struct coru__hhost *h = host_of(c, u);
         if (!h) {
             pthread_mutex_unlock(&c->lock);
+            close_list(c, stale);
             return -ENOMEM;
         }
-        int64_t now = coru_now();
-        expire_idle(c, now, &stale);
         while (!fresh && h->idle && !k) {
             struct coru__hconn *t = h->idle;
             h->idle = t->next;
@@ -284,9 +321,16 @@ int coru__hclient_get_conn(struct coru_http_client *c, const struct coru__url *u
         if (!k) {
             /* Full because of the total, not this host's own limit: an
              * idle connection to another host gives way (as Go's
-             * Transport does). */
+             * Transport does). A retry that wants a new connection makes
+             * room by closing an idle one of its own host. */
             if (!room_for(c, h) && (!c->o.max_conns_per_host || h->nconns < c->o.max_conns_per_host))
                 evicted = evict_other(c, h);
+            if (!room_for(c, h) && fresh && h->idle && !evicted) {
+                evicted = h->idle;
+                h->idle = evicted->next;
+                h->nconns--;
+                c->nconns--;
+            }
             if (room_for(c, h) && !c->wq) {
                 c->nconns++;
                 h->nconns++;
@@ -400,13 +444,15 @@ static int resolve(struct coru_http_client *c, const struct coru__url *u, char a
     memcpy(addrs, e->addrs, sizeof e->addrs);
     *n = e->n;
     pthread_mutex_lock(&c->lock);
-    for (struct coru__hdns **pp = &c->dns; *pp; pp = &(*pp)->next)
-        if (strcmp((*pp)->host, u->host) == 0) { /* replaced whole */
-            struct coru__hdns *old = *pp;
-            *pp = old->next;
-            free(old);
-            break;
+    for (struct coru__hdns **pp = &c->dns; *pp;) {
+        struct coru__hdns *d = *pp;
+        if (strcmp(d->host, u->host) == 0 || d->expires <= now) { /* replaced whole, or stale */
+            *pp = d->next;
+            free(d);
+        } else {
+            pp = &d->next;
         }
+    }
     e->next = c->dns;
     c->dns = e;
     pthread_mutex_unlock(&c->lock);

@@ -83,6 +83,7 @@ struct coru_http_response {
     bool head_only;              /* no body to read */
     bool done;                   /* the body was read to its end */
     bool reusable;               /* and the connection may be pooled */
+    bool req_close;              /* the request said "Connection: close" */
     int err;                     /* a body error, sticky */
     /* decoded body bytes not yet handed out */
     char *pend;

@@ -74,11 +74,24 @@ struct send_plan {
     const void *body;       /* NULL with body_len 0: none */
     size_t body_len;
     bool stream;            /* req->body_read */
-    bool drop_auth;         /* a redirect left the origin */
+    bool drop_auth;         /* a redirect left the origin: no Authorization,
+                               Cookie or caller's Host */
+    bool close;             /* the caller sent "Connection: close" */
     bool want_gzip;         /* we ask for gzip (and so decode it) */
 };
 
 /* The request head. Returns 0, -EINVAL (a bad method or header), -ENOMEM. */
+/* Whether a Connection value lists "close". */
+static bool has_close(const char *v)
+{
+    for (const char *p = v; (p = strcasestr(p, "close")); p += 5) {
+        bool start = p == v || p[-1] == ',' || p[-1] == ' ' || p[-1] == '\t';
+        char e = p[5];
+        if (start && (e == '\0' || e == ',' || e == ' ' || e == '\t')) return true;
+    }
+    return false;
+}
+
 static int build_head(struct obuf *b, const struct send_plan *sp, const struct coru__url *u, bool no_gzip)
 {
     if (!token_ok(sp->method)) return -EINVAL;
@@ -91,7 +104,8 @@ static int build_head(struct obuf *b, const struct send_plan *sp, const struct c
             return -EINVAL; /* the framing is ours */
         ua |= strcasecmp(h->name, "user-agent") == 0;
         ae |= strcasecmp(h->name, "accept-encoding") == 0;
-        host |= strcasecmp(h->name, "host") == 0;
+        /* the caller's Host goes only to the origin it was meant for */
+        host |= strcasecmp(h->name, "host") == 0 && !sp->drop_auth;
     }
     puts_(b, sp->method);
     puts_(b, " ");
@@ -110,7 +124,8 @@ static int build_head(struct obuf *b, const struct send_plan *sp, const struct c
     if (!ae && !no_gzip) puts_(b, "Accept-Encoding: gzip\r\n");
     for (size_t i = 0; i < req->nheaders; i++) {
         const struct coru_http_header *h = &req->headers[i];
-        if (sp->drop_auth && (strcasecmp(h->name, "authorization") == 0 || strcasecmp(h->name, "cookie") == 0))
+        if (sp->drop_auth && (strcasecmp(h->name, "authorization") == 0 || strcasecmp(h->name, "cookie") == 0 ||
+                              strcasecmp(h->name, "host") == 0))
             continue;
         puts_(b, h->name);
         puts_(b, ": ");
@@ -178,16 +193,22 @@ static int send_request(struct coru__hconn *k, const struct obuf *head, const st
 
 /* ---------------------------------------------------------------- response */
 
+/* Room for n more bytes in the pending buffer. */
+static int pend_room(struct coru_http_response *r, size_t n)
+{
+    if (r->plen + n <= r->pcap) return 0;
+    size_t cap = r->pcap ? r->pcap : 16384;
+    while (cap < r->plen + n) cap *= 2;
+    char *np = realloc(r->pend, cap);
+    if (!np) return -ENOMEM;
+    r->pend = np;
+    r->pcap = cap;
+    return 0;
+}
+
 static int append_pend(struct coru_http_response *r, const char *at, size_t n)
 {
-    if (r->plen + n > r->pcap) {
-        size_t cap = r->pcap ? r->pcap : 16384;
-        while (cap < r->plen + n) cap *= 2;
-        char *np = realloc(r->pend, cap);
-        if (!np) return -ENOMEM;
-        r->pend = np;
-        r->pcap = cap;
-    }
+    if (pend_room(r, n)) return -ENOMEM;
     memcpy(r->pend + r->plen, at, n);
     r->plen += n;
     return 0;
@@ -203,13 +224,15 @@ static int on_body(void *ctx, const char *at, size_t n)
     r->z.next_in = (Bytef *)(uintptr_t)at;
     r->z.avail_in = (uInt)n;
     while (r->z.avail_in) {
-        char out[4096];
-        r->z.next_out = (Bytef *)out;
-        r->z.avail_out = sizeof out;
+        /* straight into the pending buffer: no buffer on the caller's
+         * stack, which may be a 16 KiB coroutine stack */
+        if (pend_room(r, 16384)) return -500;
+        r->z.next_out = (Bytef *)(r->pend + r->plen);
+        r->z.avail_out = 16384;
         int zr = inflate(&r->z, Z_NO_FLUSH);
         if (zr != Z_OK && zr != Z_STREAM_END) return -400;
-        size_t got = sizeof out - r->z.avail_out;
-        if (got && append_pend(r, out, got)) return -500;
+        size_t got = 16384 - r->z.avail_out;
+        r->plen += got;
         if (zr == Z_STREAM_END) {
             r->z_end = true;
             if (r->z.avail_in) return -400;
@@ -238,7 +261,7 @@ static int message_done(struct coru_http_response *r)
 {
     struct coru__hconn *k = r->conn;
     r->done = true;
-    r->reusable = r->msg.keep_alive && !r->msg.until_eof && k && k->start == k->len;
+    r->reusable = r->msg.keep_alive && !r->msg.until_eof && !r->req_close && k && k->start == k->len;
     if (r->gzip && !r->z_end) return -EPROTO; /* the gzip stream was cut */
     return 0;
 }
@@ -502,6 +525,10 @@ static int exchange(struct coru_http_response *r, const struct send_plan *sp, in
         return rc;
     }
     bool head_request = strcmp(sp->method, "HEAD") == 0;
+    r->req_close = false;
+    for (size_t i = 0; i < sp->req->nheaders; i++)
+        if (strcasecmp(sp->req->headers[i].name, "connection") == 0 && has_close(sp->req->headers[i].value))
+            r->req_close = true; /* servers only SHOULD echo it */
     for (int attempt = 0;; attempt++) {
         bool reused = false, got = false;
         rc = coru__hclient_get_conn(c, &r->url, attempt > 0, deadline, &r->conn, &reused);
@@ -658,9 +685,10 @@ int coru__hclient_read_one(struct coru_http_client *c, int fd, bool head_request
     int rc = read_head(r, head_request, &got);
     size_t total = 0;
     if (rc == 0) {
-        char b[4096];
-        ssize_t n;
-        while ((n = coru_http_response_read(r, b, sizeof b, CORU_NEVER)) > 0) total += (size_t)n;
+        char *b = malloc(4096);
+        ssize_t n = b ? 0 : -ENOMEM;
+        while (b && (n = coru_http_response_read(r, b, 4096, CORU_NEVER)) > 0) total += (size_t)n;
+        free(b);
         rc = n < 0 ? (int)n : r->msg.status;
     }
     if (body_len) *body_len = total;

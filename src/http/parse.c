@@ -137,6 +137,10 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t n)
 {
     struct coru__http_parser *p = of(ll);
     struct coru__http_msg *m = p->m;
+    /* Trailers after a chunked body come through here too, with spans in
+     * the body's buffer, which does not live as long as the head: they
+     * are parsed and dropped. */
+    if (ll->flags & F_TRAILING) return 0;
     if (p->field_state != 1) {
         /* The scanner counted the lines already; this is a second guard. */
         if (m->nfields >= p->lim->max_fields) {
@@ -159,6 +163,7 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t n)
 static int on_header_value(llhttp_t *ll, const char *at, size_t n)
 {
     struct coru__http_parser *p = of(ll);
+    if (ll->flags & F_TRAILING) return 0; /* see on_header_field */
     struct coru__http_field *f = &p->m->fields[p->m->nfields - 1];
     if (p->field_state != 2) {
         f->value = at;

@@ -1,6 +1,8 @@
 /* URL parsing and redirect resolution for the client; see url.h. */
 #include "url.h"
 
+#include <arpa/inet.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -94,9 +96,10 @@ int coru__url_parse(struct coru__url *u, const char *s)
         if (!close) return -EINVAL;
         hlen = (size_t)(close - a - 1);
         if (hlen == 0 || hlen >= sizeof u->host) return -EINVAL;
-        for (const char *p = a + 1; p < close; p++)
-            if (!is_hex(*p) && *p != ':' && *p != '.') return -EINVAL;
         memcpy(u->host, a + 1, hlen);
+        u->host[hlen] = '\0';
+        struct in6_addr a6;
+        if (inet_pton(AF_INET6, u->host, &a6) != 1) return -EINVAL; /* before any connection */
         u->ipv6 = true;
         if (close + 1 < end) {
             if (close[1] != ':') return -EINVAL;
@@ -184,8 +187,10 @@ int coru__url_resolve(struct coru__url *out, const struct coru__url *base, const
         *out = *base;
         return 0;
     }
-    const char *colon = strchr(ref, ':'), *slash = strchr(ref, '/');
-    if (colon && (!slash || colon < slash)) return -EINVAL; /* another scheme */
+    /* another scheme: a ':' in the first segment, before any '/', '?'
+     * or '#' ("?t=10:30" is a query, not a scheme) */
+    size_t first = strcspn(ref, "/?#");
+    if (memchr(ref, ':', first)) return -EINVAL;
     *out = *base;
     size_t cap = sizeof out->target;
     int rc;
