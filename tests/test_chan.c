@@ -189,12 +189,20 @@ static void *producer(void *arg)
     return NULL;
 }
 
+/* Counts every value; and since channels are FIFO and a producer's sends
+ * are in program order (whatever worker it runs or moves to), each
+ * producer's values arrive in increasing order at every consumer. */
+static _Atomic long order_bad;
+
 static void *consumer(void *arg)
 {
     struct mpmc *m = arg;
-    long v, n = 0, s = 0;
+    long last[PRODUCERS], v, n = 0, s = 0;
+    for (int i = 0; i < PRODUCERS; i++) last[i] = -1;
     int rc;
     while ((rc = coru_chan_recv(m->ch, &v)) == 0) {
+        if (v <= last[v % PRODUCERS]) atomic_fetch_add(&order_bad, 1);
+        last[v % PRODUCERS] = v;
         atomic_fetch_add(&m->seen[v], 1);
         n++;
         s += v;
@@ -238,53 +246,15 @@ static void mpmc_check(size_t cap)
 
 /* Producers and consumers that contend for one channel gather on one
  * worker (chan.c, chan_lock: a coroutine that finds the lock held on
- * another worker moves there; coru_stats counts it in `moves`). Moving
- * must not reorder a coroutine's own sends: each consumer sees every
- * producer's values in increasing order. */
-static _Atomic long order_bad;
-
-static void *ordered_consumer(void *arg)
-{
-    struct mpmc *m = arg;
-    long last[PRODUCERS], v, n = 0, s = 0;
-    for (int i = 0; i < PRODUCERS; i++) last[i] = -1;
-    int rc;
-    while ((rc = coru_chan_recv(m->ch, &v)) == 0) {
-        if (v <= last[v % PRODUCERS]) atomic_fetch_add(&order_bad, 1);
-        last[v % PRODUCERS] = v;
-        atomic_fetch_add(&m->seen[v], 1);
-        n++;
-        s += v;
-    }
-    cr_assert_eq(rc, -EPIPE);
-    atomic_fetch_add(&m->count, n);
-    atomic_fetch_add(&m->sum, s);
-    return NULL;
-}
-
-static void *gather_main(void *arg)
-{
-    struct mpmc *m = arg;
-    coru_t *ps[PRODUCERS], *cs[CONSUMERS];
-    struct mp_arg pa[PRODUCERS];
-    for (int i = 0; i < CONSUMERS; i++) cr_assert_eq(coru_spawn(&cs[i], ordered_consumer, m, NULL), 0);
-    for (int i = 0; i < PRODUCERS; i++) {
-        pa[i] = (struct mp_arg){m, i};
-        cr_assert_eq(coru_spawn(&ps[i], producer, &pa[i], NULL), 0);
-    }
-    for (int i = 0; i < PRODUCERS; i++) cr_assert_eq(coru_join(ps[i], NULL), 0);
-    cr_assert_eq(coru_chan_close(m->ch), 0);
-    for (int i = 0; i < CONSUMERS; i++) cr_assert_eq(coru_join(cs[i], NULL), 0);
-    return NULL;
-}
-
+ * another worker moves there; coru_stats counts it in `moves`), and
+ * moving does not reorder a coroutine's own sends (consumer checks). */
 Test(chan, contending_coroutines_gather_on_one_worker_and_keep_their_order, .timeout = 300)
 {
     for (int e = 0; e < 2; e++) {
         struct mpmc m = {0};
         m.seen = calloc(MPMC_N, 1);
         cr_assert_eq(coru_chan_create(&m.ch, sizeof(long), 1024), 0);
-        cr_assert_eq(run_on(engines[e], 2, gather_main, &m), 0);
+        cr_assert_eq(run_on(engines[e], 2, mpmc_main, &m), 0);
         cr_assert_eq(atomic_load(&m.count), MPMC_N);
         cr_assert_eq(atomic_load(&m.sum), (long)MPMC_N * (MPMC_N - 1) / 2);
         for (long v = 0; v < MPMC_N; v++) cr_assert_eq(m.seen[v], 1, "value %ld seen %d times", v, m.seen[v]);
