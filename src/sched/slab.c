@@ -193,20 +193,6 @@ static bool slab_new(struct slab_class *c)
     return false;
 }
 
-static struct coru__stack *desc_fill(struct coru__stack *s, char *lo, size_t size, char *slot, size_t len,
-                                     uint32_t flags)
-{
-    s->lo = lo;
-    s->size = size;
-    s->map_base = slot;
-    s->map_len = len;
-    s->next = NULL;
-    s->owner_id = 0;
-    s->flags = flags;
-    s->vg_id = 0;
-    return s;
-}
-
 size_t coru__slab_take(size_t size, bool gm, size_t want, struct coru__stack **out)
 {
     char *fresh[CORU__SLAB_TAKE_MAX];
@@ -242,11 +228,12 @@ size_t coru__slab_take(size_t size, bool gm, size_t want, struct coru__stack **o
     for (size_t i = 0; i < nf; i++) {
         struct coru__stack *s;
         if (gm) {
-            s = desc_fill(fdesc[i], fresh[i] + page, size, fresh[i], len, CORU__STACK_SLAB | CORU__STACK_GMARK);
+            s = coru__stack_desc_init(fdesc[i], fresh[i] + page, size, fresh[i], len,
+                                      CORU__STACK_SLAB | CORU__STACK_GMARK);
         } else {
             char *top = fresh[i] + len;
-            s = desc_fill((struct coru__stack *)(void *)(top - CORU__DESC_SPACE), top - CORU__DESC_SPACE - size, size,
-                          fresh[i], len, CORU__STACK_SLAB);
+            s = coru__stack_desc_init((struct coru__stack *)(void *)(top - CORU__DESC_SPACE),
+                                      top - CORU__DESC_SPACE - size, size, fresh[i], len, CORU__STACK_SLAB);
             coru__canary_set(s->lo);
         }
         s->next = list;

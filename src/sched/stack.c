@@ -231,16 +231,9 @@ static void vg_deregister(struct coru__stack *s)
  * + size is page aligned). */
 static struct coru__stack *desc_at(char *top, size_t size, void *map_base, size_t map_len, uint32_t flags)
 {
-    struct coru__stack *s = (struct coru__stack *)(void *)(top - CORU__DESC_SPACE);
-    s->lo = top - (flags & CORU__STACK_GUARDED ? page : CORU__DESC_SPACE) - size;
-    s->size = size;
-    s->map_base = map_base;
-    s->map_len = map_len;
-    s->next = NULL;
-    s->owner_id = 0;
-    s->flags = flags;
-    s->vg_id = 0;
-    return s;
+    return coru__stack_desc_init((struct coru__stack *)(void *)(top - CORU__DESC_SPACE),
+                                 top - (flags & CORU__STACK_GUARDED ? page : CORU__DESC_SPACE) - size, size, map_base,
+                                 map_len, flags);
 }
 
 /* Takes one unit of the guard budget; false when it is used up. */

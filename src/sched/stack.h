@@ -70,6 +70,21 @@ struct coru__stack {
 #define CORU__STACK_SLAB 2u    /* a slot of a slab */
 #define CORU__STACK_GMARK 4u   /* guard page by MADV_GUARD_INSTALL (no VMA) */
 
+/* Fills a descriptor (stack.c's mappings, slab.c's slots). */
+static inline struct coru__stack *coru__stack_desc_init(struct coru__stack *s, char *lo, size_t size, void *map_base,
+                                                        size_t map_len, uint32_t flags)
+{
+    s->lo = lo;
+    s->size = size;
+    s->map_base = map_base;
+    s->map_len = map_len;
+    s->next = NULL;
+    s->owner_id = 0;
+    s->flags = flags;
+    s->vg_id = 0;
+    return s;
+}
+
 /* Prints "coru: coroutine <id> overflowed its stack (<size> bytes)" with
  * write(2) only and aborts. Async-signal-safe (stack_fault.c). */
 __attribute__((noreturn, cold)) void coru__stack_report_overflow(const struct coru__stack *s);
