@@ -18,6 +18,7 @@
 
 #include "coru.h"
 #include "coru/http.h"
+#include "buf.h"
 #include "parse.h"
 #include "url.h"
 

@@ -28,16 +28,9 @@ struct obuf {
 static void put(struct obuf *b, const char *s, size_t n)
 {
     if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 512;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
+    if (!coru__http_reserve(&b->p, &b->cap, b->n, n + 1, 512)) {
+        b->oom = true;
+        return;
     }
     memcpy(b->p + b->n, s, n);
     b->n += n;
@@ -196,14 +189,7 @@ static int send_request(struct coru__hconn *k, const struct obuf *head, const st
 /* Room for n more bytes in the pending buffer. */
 static int pend_room(struct coru_http_response *r, size_t n)
 {
-    if (r->plen + n <= r->pcap) return 0;
-    size_t cap = r->pcap ? r->pcap : 16384;
-    while (cap < r->plen + n) cap *= 2;
-    char *np = realloc(r->pend, cap);
-    if (!np) return -ENOMEM;
-    r->pend = np;
-    r->pcap = cap;
-    return 0;
+    return coru__http_reserve(&r->pend, &r->pcap, r->plen, n, 16384) ? 0 : -ENOMEM;
 }
 
 static int append_pend(struct coru_http_response *r, const char *at, size_t n)
@@ -307,12 +293,12 @@ static int read_head(struct coru_http_response *r, bool head_request, bool *got)
             if (n > 0) break;
             if (n == -414 || n == -431) return -EMSGSIZE;
             if (n < 0) return -EPROTO;
-            size_t before = k->start;
+            /* (fill may move the bytes to the buffer's start: the scan's
+             * positions count from buf + start, so they still hold) */
             ssize_t rd = fill(c, k, room_max, r->deadline);
             if (rd == -EMSGSIZE) return -EMSGSIZE;
             if (rd < 0) return (int)rd;
             if (rd == 0) return -ECONNRESET; /* closed before a whole head */
-            if (k->start != before) sc = (struct coru__http_scan){0}; /* moved: scan again */
             k->len += (size_t)rd;
             *got = true;
         }
@@ -421,18 +407,12 @@ int coru_http_response_read_all(coru_http_response *r, char **body, size_t *len,
 {
     if (!r || !body) return -EINVAL;
     if (!limit) limit = r->c->o.max_body;
-    size_t cap = 1024, n = 0;
-    char *b = malloc(cap);
-    if (!b) return -ENOMEM;
+    size_t cap = 0, n = 0;
+    char *b = NULL;
     for (;;) {
-        if (cap - n < 2) {
-            char *nb = realloc(b, cap * 2);
-            if (!nb) {
-                free(b);
-                return -ENOMEM;
-            }
-            b = nb;
-            cap *= 2;
+        if (!coru__http_reserve(&b, &cap, n, 2, 1024)) {
+            free(b);
+            return -ENOMEM;
         }
         ssize_t got = coru_http_response_read(r, b + n, cap - n - 1, deadline);
         if (got < 0) {

@@ -77,14 +77,7 @@ static int body_sink(void *ctx, const char *at, size_t n)
 {
     struct coru__http_conn *c = ctx;
     if (c->blen + n > c->s->lim.max_body) return -413;
-    if (c->blen + n > c->bcap) {
-        size_t cap = c->bcap ? c->bcap : 4096;
-        while (cap < c->blen + n) cap *= 2;
-        char *b = realloc(c->body, cap);
-        if (!b) return -500;
-        c->body = b;
-        c->bcap = cap;
-    }
+    if (!coru__http_reserve(&c->body, &c->bcap, c->blen, n, 4096)) return -500;
     memcpy(c->body + c->blen, at, n);
     c->blen += n;
     return 0;

@@ -20,6 +20,7 @@
 
 #include "coru.h"
 #include "coru/http.h"
+#include "buf.h"
 #include "parse.h"
 #include "router.h"
 

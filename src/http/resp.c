@@ -22,14 +22,7 @@
 /* Room for n more bytes of output. */
 static bool out_reserve(struct coru__http_conn *c, size_t n)
 {
-    if (c->olen + n <= c->ocap) return true;
-    size_t cap = c->ocap ? c->ocap : 4096;
-    while (cap < c->olen + n) cap *= 2;
-    char *o = realloc(c->out, cap);
-    if (!o) return false;
-    c->out = o;
-    c->ocap = cap;
-    return true;
+    return coru__http_reserve(&c->out, &c->ocap, c->olen, n, 4096);
 }
 
 bool coru__http_out(struct coru__http_conn *c, const void *p, size_t n)
@@ -345,14 +338,7 @@ int coru_http_resp_header(coru_http_resp *w, const char *name, const char *value
         return 0;
     }
     size_t nl = strlen(name), vl = strlen(value), need = nl + 2 + vl + 2;
-    if (w->hlen + need > w->hcap) {
-        size_t cap = w->hcap ? w->hcap : 256;
-        while (cap < w->hlen + need) cap *= 2;
-        char *h = realloc(w->hdrs, cap);
-        if (!h) return -ENOMEM;
-        w->hdrs = h;
-        w->hcap = cap;
-    }
+    if (!coru__http_reserve(&w->hdrs, &w->hcap, w->hlen, need, 256)) return -ENOMEM;
     char *p = w->hdrs + w->hlen;
     memcpy(p, name, nl);
     p[nl] = ':';
