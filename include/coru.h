@@ -492,6 +492,15 @@ struct iovec;
 CORU_API ssize_t coru_readv(int fd, const struct iovec *iov, int iovcnt, int64_t deadline);
 CORU_API ssize_t coru_writev(int fd, const struct iovec *iov, int iovcnt, int64_t deadline);
 
+/* Waits until fd is ready: events is POLLIN or POLLOUT (poll.h), one of
+ * them. Returns the ready events (a poll(2) revents mask, > 0; POLLERR
+ * and POLLHUP may come with it), -ETIMEDOUT, -ECANCELED, -EBADF (fd
+ * closed by coru_close meanwhile), -EINVAL (events not one of the two), -EPERM
+ * (a regular file, on epoll). May park (io_uring: a poll op on the ring;
+ * epoll: the fd's registration). For a library that does its own
+ * non-blocking I/O on a socket, such as OpenSSL with kTLS. */
+CORU_API int coru_poll(int fd, short events, int64_t deadline);
+
 /* UDP: binds a datagram socket to host:port (numeric; NULL/"" for all
  * addresses, port 0 for any). Returns the fd or -errno. Never parks. */
 CORU_API int coru_udp_bind(const char *host, uint16_t port);

@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -475,6 +476,32 @@ ssize_t coru_readv(int fd, const struct iovec *iov, int iovcnt, int64_t deadline
 ssize_t coru_writev(int fd, const struct iovec *iov, int iovcnt, int64_t deadline)
 {
     return vec_op(fd, iov, iovcnt, CORU__IO_WRITE, deadline);
+}
+
+/* ---------------------------------------------------------------- poll */
+
+static void prep_poll(struct io_uring_sqe *sqe, void *ctx)
+{
+    struct op *o = ctx;
+    io_uring_prep_poll_add(sqe, o->fd, o->dir == CORU__IO_READ ? POLLIN : POLLOUT);
+}
+
+/* Readiness now, without waiting: the revents mask or -EAGAIN. */
+static long sys_poll(struct op *o)
+{
+    struct pollfd p = {.fd = o->fd, .events = (short)(o->dir == CORU__IO_READ ? POLLIN : POLLOUT)};
+    int r = poll(&p, 1, 0);
+    if (r < 0) return -errno;
+    if (r == 0) return -EAGAIN;
+    if (p.revents & POLLNVAL) return -EBADF;
+    return p.revents;
+}
+
+int coru_poll(int fd, short events, int64_t deadline)
+{
+    if (events != POLLIN && events != POLLOUT) return -EINVAL;
+    struct op o = {.fd = fd, .dir = events == POLLIN ? CORU__IO_READ : CORU__IO_WRITE};
+    return run(&o, prep_poll, sys_poll, deadline);
 }
 
 /* ---------------------------------------------------------------- UDP */
