@@ -28,6 +28,7 @@ int bench_timers(int argc, char **argv);
 int bench_parked(int argc, char **argv);
 int bench_echo(int argc, char **argv);
 int bench_http(int argc, char **argv);
+int bench_https(int argc, char **argv);
 int bench_client(int argc, char **argv);
 
 /* Server benches (server.c): raises the fd limit, blocks SIGTERM/SIGINT

@@ -1,4 +1,6 @@
 /* B9: `coru-bench http <port>` serves the B9 routes on 127.0.0.1:<port>
+ * (and `coru-bench https <port> <cert> <key>` the same over TLS: B9
+ * https and httpsnew, a coru_tls_server_config with the PEM files)
  * until SIGTERM or SIGINT, with coru's HTTP server (include/coru/http.h):
  *   GET /              200 text/plain "Hello, World!"
  *   GET /hello/{name}  200 text/html  "<h1>hello, NAME</h1>"
@@ -10,6 +12,7 @@
  * number of listener sockets (default: one per worker). */
 #include <coru.h>
 #include <coru/http.h>
+#include <coru/tls.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,13 +47,8 @@ static void *serve(void *arg)
     return NULL;
 }
 
-int bench_http(int argc, char **argv)
+static int run_server(int port, coru_tls_config *tls)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: coru-bench http <port>\n");
-        return 2;
-    }
-    int port = atoi(argv[1]);
     bench_server_setup();
     const char *nl = getenv("CORU_BENCH_LISTENERS");
     struct coru_http_opts ho = {
@@ -59,6 +57,7 @@ int bench_http(int argc, char **argv)
          * connections never idle that long, so it never closes one) */
         .max_conns = 100000,
         .listeners = nl ? (unsigned)atoi(nl) : 0,
+        .tls = tls,
     };
     coru_http_server *srv;
     bench_check(coru_http_server_create(&srv, "127.0.0.1", (uint16_t)port, &ho), "coru_http_server_create");
@@ -68,4 +67,30 @@ int bench_http(int argc, char **argv)
     struct coru_opts opts = {.workers = nw ? (unsigned)atoi(nw) : 2};
     bench_check(coru_run(serve, srv, &opts), "coru_run");
     return 0;
+}
+
+int bench_http(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: coru-bench http <port>\n");
+        return 2;
+    }
+    return run_server(atoi(argv[1]), NULL);
+}
+
+int bench_https(int argc, char **argv)
+{
+    if (argc < 4) {
+        fprintf(stderr, "usage: coru-bench https <port> <cert> <key>\n");
+        return 2;
+    }
+    char why[512];
+    coru_tls_config *tls;
+    struct coru_tls_server_opts to = {.cert_file = argv[2], .key_file = argv[3]};
+    int rc = coru_tls_server_config(&tls, &to, why, sizeof why);
+    if (rc) {
+        fprintf(stderr, "FAIL: coru_tls_server_config: %s (%s)\n", why, strerror(-rc));
+        return 1;
+    }
+    return run_server(atoi(argv[1]), tls);
 }

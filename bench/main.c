@@ -23,6 +23,7 @@ static const struct bench benches[] = {
     {"timers", bench_timers, "B6: 100,000 coroutines each sleep 100 ms once (workers=2)"},
     {"echo", bench_echo, "B8: TCP echo server on 127.0.0.1:<port> until SIGTERM (workers=2)"},
     {"http", bench_http, "B9: HTTP/1.1 server on 127.0.0.1:<port> until SIGTERM: GET / and /hello/{name} (workers=2)"},
+    {"https", bench_https, "B9 https/httpsnew: the http server over TLS, <port> <cert> <key> (workers=2)"},
     {"client", bench_client, "B10: HTTP client, <port> <conns> <requests>: GET / on 127.0.0.1:<port> (workers=2)"},
     {"parked", bench_parked, "B6b: RSS of 100,000 coroutines parked on one channel, then release (workers=2)"},
 };

@@ -60,6 +60,7 @@
 #include <stdint.h>
 
 #include <coru.h>
+#include <coru/tls.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -102,6 +103,15 @@ struct coru_http_opts {
     size_t stack_size;         /* connection coroutines' stacks; default the
                                   runtime's (coru_opts.stack_size) */
     const char *server_name;   /* the Server header; default "coru" */
+    /* HTTPS: a TLS server configuration (coru_tls_server_config) makes
+     * every connection TLS; NULL: plain HTTP. The caller keeps it until
+     * coru_http_server_destroy, and may coru_tls_config_reload it while
+     * serving (new connections get the new certificate). */
+    coru_tls_config *tls;
+    int64_t tls_handshake_timeout; /* for the whole TLS handshake from
+                                  the accept; default 10 s (close, no
+                                  response: a slow handshake is a
+                                  slowloris too) */
 };
 
 /* Creates a server listening on host:port (host as coru_tcp_listen: a

@@ -40,6 +40,7 @@ static void fill_defaults(struct coru_http_opts *o)
     if (!o->write_timeout) o->write_timeout = 30 * SEC;
     if (!o->max_conns) o->max_conns = 10000;
     if (!o->server_name) o->server_name = "coru";
+    if (!o->tls_handshake_timeout) o->tls_handshake_timeout = 10 * SEC;
 }
 
 int coru_http_server_create(coru_http_server **out, const char *host, uint16_t port,
@@ -51,6 +52,7 @@ int coru_http_server_create(coru_http_server **out, const char *host, uint16_t p
     /* a timeout is > 0, 0 (the default) or CORU_NEVER (none) */
     if ((o.header_timeout < 0 && o.header_timeout != CORU_NEVER) || (o.body_timeout < 0 && o.body_timeout != CORU_NEVER) ||
         (o.idle_timeout < 0 && o.idle_timeout != CORU_NEVER) || (o.write_timeout < 0 && o.write_timeout != CORU_NEVER) ||
+        (o.tls_handshake_timeout < 0 && o.tls_handshake_timeout != CORU_NEVER) ||
         o.listeners > MAX_LISTENERS || o.max_conns > (1u << 31) || o.max_headers > 100000)
         return -EINVAL;
     fill_defaults(&o);
@@ -138,6 +140,33 @@ static ssize_t fd_write(void *ctx, const void *buf, size_t n, int64_t dl)
     return coru_write_all((int)(intptr_t)ctx, buf, n, dl);
 }
 
+static ssize_t tls_read(void *ctx, void *buf, size_t n, int64_t dl)
+{
+    return coru_tls_read(ctx, buf, n, dl);
+}
+
+static ssize_t tls_write(void *ctx, const void *buf, size_t n, int64_t dl)
+{
+    return coru_tls_write(ctx, buf, n, dl);
+}
+
+/* HTTPS: the handshake (bounded by tls_handshake_timeout), the
+ * connection over the TLS stream, then close_notify (best effort, within
+ * a second: a peer that stopped reading does not hold the coroutine).
+ * The stream owns the fd: closed here, whatever happened. */
+static void run_tls(struct coru__http_conn *c)
+{
+    struct coru_http_server *s = c->s;
+    coru_tls *t;
+    if (coru_tls_server(&t, s->o.tls, c->fd) != 0) return;
+    if (coru_tls_handshake(t, coru__http_after(s->o.tls_handshake_timeout)) == 0) {
+        c->io = (struct coru__http_io){tls_read, tls_write, t};
+        coru__http_conn_run(c);
+        coru_tls_shutdown(t, coru_now() + SEC);
+    }
+    coru_tls_close(t);
+}
+
 static void unregister(struct coru__http_conn *c)
 {
     struct coru_http_server *s = c->s;
@@ -157,8 +186,12 @@ static void *conn_main(void *arg)
 {
     struct coru__http_conn *c = arg;
     struct coru_http_server *s = c->s;
-    coru__http_conn_run(c);
-    coru_close(c->fd);
+    if (s->o.tls) {
+        run_tls(c);
+    } else {
+        coru__http_conn_run(c);
+        coru_close(c->fd);
+    }
     unregister(c);
     free(c);
     coru_sema_release(s->slots);
