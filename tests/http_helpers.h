@@ -6,6 +6,7 @@
 #define CORU_TEST_HTTP_HELPERS_H
 
 #include <coru/http.h>
+#include <coru/tls.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdatomic.h>
@@ -252,6 +253,7 @@ __attribute__((unused)) static void fx_stop(struct fx *f, int64_t grace)
 
 struct cl {
     int fd;
+    coru_tls *tls;      /* HTTPS (cl_open_tls): every byte goes through it */
     char buf[512 * 1024];
     size_t len, pos;
     bool eof;
@@ -280,15 +282,30 @@ __attribute__((unused)) static struct cl *cl_open(uint16_t port)
     return c;
 }
 
+/* A client over TLS: cfg is a client configuration, host the name to
+ * verify. The handshake is done before it returns. */
+__attribute__((unused)) static struct cl *cl_open_tls(uint16_t port, coru_tls_config *cfg, const char *host)
+{
+    struct cl *c = cl_open(port);
+    cr_assert_eq(coru_tls_client(&c->tls, cfg, c->fd, host), 0);
+    int rc = coru_tls_handshake(c->tls, coru_now() + 10 * SEC);
+    cr_assert_eq(rc, 0, "handshake: %s (%s)", strerror(-rc), coru_tls_reason(c->tls));
+    return c;
+}
+
 __attribute__((unused)) static void cl_close(struct cl *c)
 {
-    coru_close(c->fd);
+    if (c->tls)
+        coru_tls_close(c->tls);
+    else
+        coru_close(c->fd);
     free(c);
 }
 
 __attribute__((unused)) static void cl_send(struct cl *c, const char *s, size_t n)
 {
-    cr_assert_eq(coru_write_all(c->fd, s, n, coru_now() + 10 * SEC), (ssize_t)n);
+    int64_t dl = coru_now() + 10 * SEC;
+    cr_assert_eq(c->tls ? coru_tls_write(c->tls, s, n, dl) : coru_write_all(c->fd, s, n, dl), (ssize_t)n);
 }
 
 __attribute__((unused)) static void cl_sends(struct cl *c, const char *s)
@@ -305,7 +322,8 @@ static bool cl_fill(struct cl *c, int64_t dl)
         c->len -= c->pos;
         c->pos = 0;
     }
-    ssize_t n = coru_read_dl(c->fd, c->buf + c->len, sizeof c->buf - c->len, dl);
+    ssize_t n = c->tls ? coru_tls_read(c->tls, c->buf + c->len, sizeof c->buf - c->len, dl)
+                       : coru_read_dl(c->fd, c->buf + c->len, sizeof c->buf - c->len, dl);
     if (n == -ETIMEDOUT) cr_assert_fail("no answer from the server in time");
     if (n <= 0) {
         c->eof = true;
@@ -431,11 +449,13 @@ __attribute__((unused)) static bool cl_resp(struct cl *c, struct resp *r, bool h
     return true;
 }
 
-/* Whether the server closes the connection next (EOF within 5 s). */
+/* Whether the server closes the connection next (EOF within 5 s; over
+ * TLS: a clean close, close_notify first). */
 __attribute__((unused)) static bool cl_closed(struct cl *c)
 {
     if (c->pos < c->len) return false;
     char b[64];
+    if (c->tls) return coru_tls_read(c->tls, b, sizeof b, coru_now() + 5 * SEC) == 0;
     ssize_t n = coru_read_dl(c->fd, b, sizeof b, coru_now() + 5 * SEC);
     return n == 0 || n == -ECONNRESET;
 }
