@@ -338,6 +338,20 @@ static int handshake(struct coru_tls *t, int64_t deadline)
 
 /* ---------------------------------------------------------------- public */
 
+/* Whether streams use OpenSSL's socket BIO: where kTLS is there. In test
+ * builds CORU_TLS_SOCKET_BIO=1 forces it without kTLS, so that the path
+ * (coru_poll on WANT_READ and WANT_WRITE, retried writes) runs where the
+ * kernel has no tls module. */
+static bool socket_bio(const struct coru_tls_config *cfg)
+{
+    if (!cfg->ktls) return false;
+#ifdef CORU_TESTING
+    const char *e = getenv("CORU_TLS_SOCKET_BIO");
+    if (e && !strcmp(e, "1")) return true;
+#endif
+    return coru_tls_ktls_available();
+}
+
 static int make(coru_tls **out, coru_tls_config *cfg, int fd, bool server)
 {
     int rc = -ENOMEM;
@@ -354,7 +368,7 @@ static int make(coru_tls **out, coru_tls_config *cfg, int fd, bool server)
         t->ssl = SSL_new(cfg->ctx);
     }
     if (!t->ssl) goto fail;
-    if (cfg->ktls && coru_tls_ktls_available()) {
+    if (socket_bio(cfg)) {
         /* kTLS needs OpenSSL's socket BIO; the socket must not block. */
         int fl = fcntl(fd, F_GETFL);
         if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || SSL_set_fd(t->ssl, fd) != 1) goto fail;
