@@ -6,6 +6,9 @@
  * runs, UDP and vectored I/O, several acceptors on one listener and what
  * its close does to them and to connections nobody accepted. Load and
  * fault tests: test_net_load.c. */
+#include <poll.h>
+#include <stdint.h>
+
 #include "net_helpers.h"
 /* ------------------------------------------------------------ listen, port 0 */
 
@@ -479,6 +482,62 @@ static void *eof_main(void *arg)
 Test(net, read_returns_0_at_eof_after_the_peer_shuts_down_writing, .timeout = 30)
 {
     FOR_EACH_ENGINE(io) cr_assert_eq(net_run(io, eof_main, NULL), 0);
+}
+
+/* ------------------------------------------------------------ coru_poll */
+
+static void *poll_parked(void *arg)
+{
+    return (void *)(intptr_t)coru_poll(*(int *)arg, POLLIN, coru_now() + 10 * SEC);
+}
+
+static void *poll_main(void *arg)
+{
+    int c, s;
+    tcp_pair(&c, &s);
+    /* nothing to read: times out; writable at once */
+    int64_t t0 = coru_now();
+    cr_assert_eq(coru_poll(c, POLLIN, t0 + 50 * MS), -ETIMEDOUT);
+    cr_assert_geq(coru_now() - t0, 50 * MS);
+    int r = coru_poll(c, POLLOUT, coru_now() + SEC);
+    cr_assert(r > 0 && (r & POLLOUT), "POLLOUT: %d", r);
+    cr_assert_eq(coru_poll(c, 0, CORU_NEVER), -EINVAL);
+    cr_assert_eq(coru_poll(c, POLLIN | POLLOUT, CORU_NEVER), -EINVAL);
+    cr_assert_eq(coru_poll(-1, POLLIN, CORU_NEVER), -EBADF);
+    /* a parked poll wakes when bytes arrive, and takes none of them */
+    coru_t *h;
+    cr_assert_eq(coru_spawn(&h, poll_parked, &c, NULL), 0);
+    coru_sleep(20 * MS);
+    cr_assert_eq(coru_write_all(s, "x", 1, coru_now() + SEC), 1);
+    void *res;
+    cr_assert_eq(coru_join(h, &res), 0);
+    cr_assert((intptr_t)res > 0 && ((intptr_t)res & POLLIN), "POLLIN: %ld", (long)(intptr_t)res);
+    char b[4];
+    cr_assert_eq(coru_read(c, b, sizeof b), 1);
+    /* cancelled while parked */
+    cr_assert_eq(coru_spawn(&h, poll_parked, &c, NULL), 0);
+    coru_sleep(20 * MS);
+    coru_cancel(h);
+    cr_assert_eq(coru_join(h, &res), 0);
+    cr_assert_eq((intptr_t)res, -ECANCELED);
+    /* EOF is readable */
+    coru_shutdown(s, SHUT_WR);
+    r = coru_poll(c, POLLIN, coru_now() + SEC);
+    cr_assert(r > 0, "POLLIN at EOF: %d", r);
+    cr_assert_eq(coru_read(c, b, sizeof b), 0);
+    /* coru_close of the fd ends a parked poll with -EBADF */
+    cr_assert_eq(coru_spawn(&h, poll_parked, &s, NULL), 0);
+    coru_sleep(20 * MS);
+    coru_close(s);
+    cr_assert_eq(coru_join(h, &res), 0);
+    cr_assert_eq((intptr_t)res, -EBADF);
+    coru_close(c);
+    return NULL;
+}
+
+Test(net, poll_waits_for_readiness_times_out_is_cancelled_and_ends_at_close, .timeout = 30)
+{
+    FOR_EACH_ENGINE(io) cr_assert_eq(net_run(io, poll_main, NULL), 0);
 }
 
 /* ------------------------------------------------------------ deadlines */
