@@ -149,6 +149,27 @@ def cases(d, port, engine):
     out = r.stdout.decode(errors="replace")
     check(r.returncode == 0 and out.startswith("HTTP/1.1 200 OK") and out.endswith("<h1>hello, sc</h1>"),
           tag + "s_client: rc %d %r %s" % (r.returncode, out[-200:], r.stderr[-300:]))
+
+    # TLS 1.3 key updates mid-connection (s_client's K: update and ask the
+    # server to update too, so the server's read has to write; k: update
+    # ours only): requests before and after are answered
+    sc = subprocess.Popen(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-servername", "localhost",
+                           "-CAfile", ca, "-verify_return_error"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE)
+    for step in (b"GET /hello/k0 HTTP/1.1\r\nHost: x\r\n\r\n", b"K\n", b"GET /hello/k1 HTTP/1.1\r\nHost: x\r\n\r\n",
+                 b"k\n", b"GET /hello/k2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"):
+        time.sleep(0.3)
+        sc.stdin.write(step)
+        sc.stdin.flush()
+    time.sleep(0.5)  # s_client quits at the end of its input: let the last answer arrive first
+    try:
+        out, err = sc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        sc.kill()
+        out, err = sc.communicate()
+    out = out.decode(errors="replace")
+    check(err.count(b"KEYUPDATE") == 2 and all("<h1>hello, k%d</h1>" % i in out for i in range(3)),
+          tag + "key updates: %r %r" % (out[-300:], err[-300:]))
     return keep
 
 
