@@ -39,7 +39,10 @@
 
 #include "tls.h"
 
-#define IN_CAP (32 * 1024)      /* ciphertext read at once: two full records */
+/* Ciphertext read at once: one record of the largest size (16 KiB of
+ * plaintext, 256 bytes of expansion at most, the 5-byte header). A
+ * read parks with it, so an idle connection holds it. */
+#define IN_CAP (16 * 1024 + 256 + 5)
 #define WRITE_CHUNK (64 * 1024) /* plaintext per SSL_write: bounds t->out */
 #define OUT_KEEP (96 * 1024)    /* a larger t->out is freed after its flush */
 
