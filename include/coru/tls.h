@@ -173,12 +173,13 @@ CORU_API int coru_tls_ktls_available(void);
 
 /* A client stream on a connected socket fd, for host: the name sent by
  * SNI and checked against the certificate (an IP literal is checked as
- * an address and sent no SNI, as RFC 6066 says). host NULL: no SNI, and
- * verification fails unless insecure_skip_verify. The stream owns fd from
- * here on, even on failure (then fd is closed). No I/O yet: the handshake
- * runs in coru_tls_handshake, or in the first read or write. Returns 0
- * and *out, -EINVAL (NULL out or cfg, fd < 0, a server configuration),
- * -ENOMEM. */
+ * an address and sent no SNI, as RFC 6066 says). host NULL or "" sends
+ * no SNI and is allowed only with insecure_skip_verify (a certificate
+ * checked against no name proves nothing). The stream owns fd from here
+ * on, even on failure (then fd is closed). No I/O yet: the handshake runs
+ * in coru_tls_handshake, or in the first read or write. Returns 0 and
+ * *out, -EINVAL (NULL out or cfg, fd < 0, a server configuration, no
+ * host while verifying), -ENOMEM. */
 CORU_API int coru_tls_client(coru_tls **out, coru_tls_config *cfg, int fd, const char *host);
 /* A server stream on an accepted socket fd (owned as above). Returns 0
  * and *out, -EINVAL (a client configuration, ...), -ENOMEM. */
