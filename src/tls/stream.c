@@ -457,11 +457,15 @@ int coru_tls_set_session(coru_tls *t, const coru_tls_session *s)
 coru_tls_session *coru_tls_get_session(coru_tls *t)
 {
     if (!t || t->server || !t->hs_done) return NULL;
-    SSL_SESSION *s = SSL_get1_session(t->ssl);
-    if (s && !SSL_SESSION_is_resumable(s)) {
-        SSL_SESSION_free(s);
-        s = NULL;
-    }
+    /* A copy, not the connection's own session: OpenSSL marks a session
+     * not resumable when its connection later fails (an EOF without
+     * close_notify is a failure), which would spoil what the caller
+     * kept. */
+    SSL_SESSION *live = SSL_get0_session(t->ssl);
+    if (!live || !SSL_SESSION_is_resumable(live)) return NULL;
+    ERR_clear_error();
+    SSL_SESSION *s = SSL_SESSION_dup(live);
+    ERR_clear_error();
     return (coru_tls_session *)s;
 }
 
