@@ -5,9 +5,17 @@
  * and FIFO waiting, the stale-connection retry, chunked, until-close,
  * HEAD, 1xx and gzip bodies, every redirect rule, deadlines and
  * cancellation mid-response, malformed responses; and against coru's own
- * server (a streamed request body). Real servers nobody here wrote
- * (aiohttp, Python's http.server) are in test_http_crawler.py. */
+ * server (a streamed request body). https: the same scripted server over
+ * coru_tls_server (certificates made by `openssl req` before the run):
+ * GET and bodies, keep-alive on one TLS connection, session resumption,
+ * close_notify, certificate failures, the handshake timeout, redirects
+ * across schemes, the stale-connection retry over TLS; and coru's own
+ * HTTPS server (coru_http_opts.tls). The scripted server and the
+ * certificates are in http_client_helpers.h. Real servers
+ * nobody here wrote (aiohttp, Python's http.server and ssl, openssl
+ * s_server) are in test_http_crawler.py. */
 #include <coru/http.h>
+#include <coru/tls.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
@@ -27,19 +35,7 @@
 #include "helpers.h"
 #include "http/url.h"
 
-#define MS (1000 * 1000LL)
-#define SEC (1000 * MS)
-
-/* First failure inside a coroutine, asserted after the run (a Criterion
- * assert inside a coroutine would unwind across its stack). */
-static char fail_msg[2048];
-#define EXPECT(cond, ...)                                                                  \
-    do {                                                                                   \
-        if (!(cond) && !fail_msg[0]) {                                                     \
-            int n_ = snprintf(fail_msg, sizeof fail_msg, "line %d: ", __LINE__);           \
-            snprintf(fail_msg + n_, sizeof fail_msg - (size_t)n_, __VA_ARGS__);            \
-        }                                                                                  \
-    } while (0)
+#include "http_client_helpers.h"
 
 /* ------------------------------------------------------------ URLs */
 
@@ -63,7 +59,18 @@ Test(http_client, urls_parse_strictly)
     cr_assert_eq(u->port, 443);
     cr_assert_eq(coru__url_parse(u, "http://h?q"), 0);
     cr_assert_str_eq(u->target, "/?q");
-    const char *bad[] = {"", "h/x", "ftp://h/", "http://", "http:///x", "http://u:p@h/", "http://h:0/",
+    cr_assert_eq(coru__url_parse(u, "HTTPS://[::1]/x"), 0);
+    cr_assert(u->https && u->ipv6 && u->default_port);
+    cr_assert_str_eq(u->full, "https://[::1]/x");
+    cr_assert_eq(coru__url_parse(u, "https://h:443/"), 0);
+    cr_assert(u->default_port);
+    cr_assert_str_eq(u->full, "https://h/");
+    cr_assert_eq(coru__url_parse(u, "https://h:80/"), 0);
+    cr_assert_str_eq(u->full, "https://h:80/");
+    /* well-formed, another scheme: not ours */
+    cr_assert_eq(coru__url_parse(u, "ftp://h/"), -EPROTONOSUPPORT);
+    cr_assert_eq(coru__url_parse(u, "svn+ssh://h/"), -EPROTONOSUPPORT);
+    const char *bad[] = {"", "h/x", "1ftp://h/", "ftp:/h", "http://", "http:///x", "http://u:p@h/", "http://h:0/",
                          "http://h:65536/", "http://h:/", "http://h:8x/", "http://h/a b", "http://h/\x01",
                          "http://[::1/", "http://[zz]/", "http://h/%zz", "http://h\\x/", "http://h/\xc3\xa9",
                          "http://[1:2]/", "http://[1:2:3:4:5:6:7:8:9]/"};
@@ -94,222 +101,19 @@ Test(http_client, redirect_locations_resolve_against_the_base)
     cr_assert(coru__url_same_origin(b, b));
     cr_assert_eq(coru__url_resolve(o, b, "http://h:82/"), 0);
     cr_assert_not(coru__url_same_origin(b, o));
+    /* https bases: scheme-relative keeps https; http and https of one
+     * host and port are two origins */
+    cr_assert_eq(coru__url_parse(b, "https://h/a"), 0);
+    cr_assert_eq(coru__url_resolve(o, b, "//x/y"), 0);
+    cr_assert_str_eq(o->full, "https://x/y");
+    cr_assert(o->https && o->port == 443);
+    cr_assert_eq(coru__url_resolve(o, b, "http://h:443/a"), 0);
+    cr_assert_not(coru__url_same_origin(b, o));
+    cr_assert_eq(coru__url_resolve(o, b, "/z"), 0);
+    cr_assert(coru__url_same_origin(b, o));
+    cr_assert_eq(coru__url_resolve(o, b, "ftp://h/"), -EINVAL);
     free(b);
     free(o);
-}
-
-/* ------------------------------------------------------------ a scripted server */
-
-enum { ACT_KEEP, ACT_CLOSE, ACT_DROP, ACT_STALL };
-
-struct rreq {
-    char head[8192];  /* request line and fields */
-    char body[65536];
-    size_t blen;
-    int conn;         /* the connection's number, from 1 */
-    int nth;          /* the request's number on it, from 1 */
-};
-
-struct rsrv;
-/* Writes the response into out (*n bytes); returns an ACT_*. */
-typedef int (*script_fn)(struct rsrv *s, const struct rreq *rq, char *out, size_t *n);
-
-struct rsrv {
-    int lfd;
-    uint16_t port;
-    script_fn script;
-    _Atomic int accepts, requests, active, max_active;
-    _Atomic bool stop;
-    coru_waitgroup *wg;
-    pthread_mutex_t head_lock;
-    char last_head[8192]; /* the newest request head; head_lock (connections run on both workers) */
-    _Atomic int delay_ms;
-};
-
-struct rconn {
-    struct rsrv *s;
-    int fd, no;
-};
-
-/* Reads one request (Content-Length or chunked body); false at EOF. */
-static bool read_req(int fd, char *buf, size_t *have, struct rreq *rq)
-{
-    for (;;) {
-        char *end = memmem(buf, *have, "\r\n\r\n", 4);
-        if (end) {
-            size_t hl = (size_t)(end - buf) + 4;
-            memcpy(rq->head, buf, hl < sizeof rq->head ? hl : sizeof rq->head - 1);
-            rq->head[hl < sizeof rq->head ? hl : sizeof rq->head - 1] = '\0';
-            size_t blen = 0;
-            const char *cl = strcasestr(rq->head, "\r\ncontent-length:");
-            bool chunked = strcasestr(rq->head, "\r\ntransfer-encoding: chunked") != NULL;
-            if (cl) blen = strtoul(cl + 17, NULL, 10);
-            size_t need = hl + blen;
-            while (!chunked && *have < need) {
-                ssize_t n = coru_read(fd, buf + *have, 200000 - *have);
-                if (n <= 0) return false;
-                *have += (size_t)n;
-            }
-            if (chunked) { /* gather until the last chunk */
-                while (!memmem(buf + hl, *have - hl, "0\r\n\r\n", 5)) {
-                    ssize_t n = coru_read(fd, buf + *have, 200000 - *have);
-                    if (n <= 0) return false;
-                    *have += (size_t)n;
-                }
-                const char *p = buf + hl;
-                rq->blen = 0;
-                for (;;) {
-                    size_t sz = strtoul(p, NULL, 16);
-                    p = strstr(p, "\r\n") + 2;
-                    if (sz == 0) break;
-                    memcpy(rq->body + rq->blen, p, sz);
-                    rq->blen += sz;
-                    p += sz + 2;
-                }
-                need = (size_t)(p + 2 - buf);
-            } else {
-                memcpy(rq->body, buf + hl, blen);
-                rq->blen = blen;
-            }
-            memmove(buf, buf + need, *have - need);
-            *have -= need;
-            return true;
-        }
-        ssize_t n = coru_read(fd, buf + *have, 200000 - *have);
-        if (n <= 0) return false;
-        *have += (size_t)n;
-    }
-}
-
-static void *rconn_run(void *arg)
-{
-    struct rconn *c = arg;
-    struct rsrv *s = c->s;
-    int a = atomic_fetch_add(&s->active, 1) + 1, m = atomic_load(&s->max_active);
-    while (a > m && !atomic_compare_exchange_weak(&s->max_active, &m, a)) {
-    }
-    char *buf = malloc(200000), *out = malloc(300000);
-    struct rreq *rq = malloc(sizeof *rq);
-    size_t have = 0;
-    for (int nth = 1; buf && out && rq && read_req(c->fd, buf, &have, rq); nth++) {
-        rq->conn = c->no;
-        rq->nth = nth;
-        atomic_fetch_add(&s->requests, 1);
-        pthread_mutex_lock(&s->head_lock);
-        memcpy(s->last_head, rq->head, sizeof s->last_head);
-        pthread_mutex_unlock(&s->head_lock);
-        int d = atomic_load(&s->delay_ms);
-        if (d) coru_sleep(d * MS);
-        size_t n = 0;
-        int act = s->script(s, rq, out, &n);
-        if (act == ACT_DROP) break;
-        if (n && coru_write_all(c->fd, out, n, coru_now() + 5 * SEC) < 0) break;
-        if (act == ACT_CLOSE) break;
-        if (act == ACT_STALL) {
-            while (!atomic_load(&s->stop)) coru_sleep(5 * MS);
-            break;
-        }
-    }
-    atomic_fetch_sub(&s->active, 1);
-    coru_close(c->fd);
-    free(buf);
-    free(out);
-    free(rq);
-    free(c);
-    coru_waitgroup_done(s->wg);
-    return NULL;
-}
-
-static void *racceptor(void *arg)
-{
-    struct rsrv *s = arg;
-    while (!atomic_load(&s->stop)) {
-        int fd = coru_tcp_accept_dl(s->lfd, NULL, NULL, coru_now() + 20 * MS);
-        if (fd < 0) continue;
-        struct rconn *c = malloc(sizeof *c);
-        *c = (struct rconn){s, fd, atomic_fetch_add(&s->accepts, 1) + 1};
-        coru_waitgroup_add(s->wg, 1);
-        coru_go(rconn_run, c, NULL);
-    }
-    coru_waitgroup_done(s->wg);
-    return NULL;
-}
-
-static void rsrv_start(struct rsrv *s, script_fn fn)
-{
-    memset(s, 0, sizeof *s);
-    pthread_mutex_init(&s->head_lock, NULL);
-    s->script = fn;
-    s->lfd = coru_tcp_listen("127.0.0.1", 0, 128, 0);
-    EXPECT(s->lfd >= 0, "listen: %d", s->lfd);
-    struct sockaddr_in a;
-    socklen_t al = sizeof a;
-    getsockname(s->lfd, (struct sockaddr *)&a, &al);
-    s->port = ntohs(a.sin_port);
-    coru_waitgroup_create(&s->wg);
-    coru_waitgroup_add(s->wg, 1);
-    coru_go(racceptor, s, NULL);
-}
-
-/* After the session is destroyed (its connections closed). */
-static void rsrv_stop(struct rsrv *s)
-{
-    atomic_store(&s->stop, true);
-    coru_waitgroup_wait(s->wg);
-    coru_waitgroup_destroy(s->wg);
-    coru_close(s->lfd);
-}
-
-static void url_of(char *u, size_t n, const struct rsrv *s, const char *path)
-{
-    snprintf(u, n, "http://127.0.0.1:%u%s", s->port, path);
-}
-
-/* The request's path ("GET /x?q HTTP/1.1" -> "/x") into p. */
-static void path_of(const struct rreq *rq, char *p, size_t n)
-{
-    const char *sp = strchr(rq->head, ' ');
-    size_t l = sp ? strcspn(sp + 1, " ?") : 0; /* without the query */
-    snprintf(p, n, "%.*s", (int)l, sp ? sp + 1 : "");
-}
-
-static size_t fmt(char *out, const char *f, ...) __attribute__((format(printf, 2, 3)));
-static size_t fmt(char *out, const char *f, ...)
-{
-    va_list ap;
-    va_start(ap, f);
-    int n = vsnprintf(out, 300000, f, ap);
-    va_end(ap);
-    return (size_t)n;
-}
-
-/* GET url; the body into body (NUL-terminated). Returns the rc, *status. */
-static int get(coru_http_client *cl, const char *url, int *status, char *body, size_t cap)
-{
-    char *b = NULL;
-    size_t n = 0;
-    int rc = coru_http_get(cl, url, status, &b, &n, coru_now() + 5 * SEC);
-    if (rc == 0) {
-        snprintf(body, cap, "%s", b);
-        free(b);
-    }
-    return rc;
-}
-
-typedef void (*case_fn)(void);
-static void *run_case(void *arg)
-{
-    ((case_fn)arg)();
-    return NULL;
-}
-
-static void both_engines(case_fn f)
-{
-    FOR_EACH_ENGINE(io) {
-        fail_msg[0] = '\0';
-        cr_assert_eq(run_on(io, 2, run_case, (void *)f), 0);
-        cr_assert(fail_msg[0] == '\0', "engine %d: %s", io, fail_msg);
-    }
 }
 
 /* ------------------------------------------------------------ keep-alive */
@@ -737,8 +541,11 @@ static int s_redirects(struct rsrv *s, const struct rreq *rq, char *out, size_t 
         *n = fmt(out, "HTTP/1.1 303 See Other\r\nLocation: to/../dest?x\r\nContent-Length: 0\r\n\r\n");
     } else if (strcmp(p, "/nolocation") == 0) {
         *n = fmt(out, "HTTP/1.1 302 Found\r\nContent-Length: 0\r\n\r\n");
+    } else if (strncmp(p, "/xs/", 4) == 0) { /* to s->location (another scheme) */
+        pthread_mutex_lock(&s->head_lock);
+        *n = fmt(out, "HTTP/1.1 %d Moved\r\nLocation: %s\r\nContent-Length: 0\r\n\r\n", atoi(p + 4), s->location);
+        pthread_mutex_unlock(&s->head_lock);
     } else {
-        (void)s;
         *n = fmt(out, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
     }
     return ACT_KEEP;
@@ -907,7 +714,8 @@ static void errors_case(void)
         rc = get(cl, ok_url, &st, body, sizeof body);
         EXPECT(rc == 0 && st == 200, "after %s the session failed: %d", cases[i].path, rc);
     }
-    EXPECT(get(cl, "https://127.0.0.1:1/", NULL, body, sizeof body) == -EPROTONOSUPPORT, "https");
+    EXPECT(get(cl, "ftp://127.0.0.1:1/", NULL, body, sizeof body) == -EPROTONOSUPPORT, "ftp");
+    EXPECT(get(cl, "https://127.0.0.1:1/", NULL, body, sizeof body) == -ECONNREFUSED, "https, nothing listening");
     int before = atomic_load(&s.accepts);
     EXPECT(get(cl, "http://127.0.0.1:99999/", NULL, body, sizeof body) == -EINVAL, "bad port");
     EXPECT(atomic_load(&s.accepts) == before, "a bad URL made a connection");
@@ -950,4 +758,423 @@ static void errors_case(void)
 Test(http_client, malformed_responses_deadlines_and_cancel_fail_cleanly, .timeout = 60)
 {
     both_engines(errors_case);
+}
+
+/* ------------------------------------------------------------ https */
+
+static int s_tls(struct rsrv *s, const struct rreq *rq, char *out, size_t *n)
+{
+    char p[256];
+    path_of(rq, p, sizeof p);
+    if (strcmp(p, "/echo") == 0) {
+        *n = fmt(out, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", rq->blen);
+        memcpy(out + *n, rq->body, rq->blen);
+        *n += rq->blen;
+        return ACT_KEEP;
+    }
+    if (strcmp(p, "/bye") == 0) {
+        *n = fmt(out, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbye");
+        return ACT_CLOSE;
+    }
+    if (strcmp(p, "/eof") == 0 || strcmp(p, "/cut") == 0) { /* the body ends with the connection */
+        *n = fmt(out, "HTTP/1.1 200 OK\r\n\r\nuntil the end");
+        return p[1] == 'e' ? ACT_CLOSE : ACT_CUT;
+    }
+    return s_hello(s, rq, out, n);
+}
+
+static void https_case(void)
+{
+    struct rsrv s;
+    rsrv_start_on(&s, s_tls, "127.0.0.1", srv_cfg);
+    coru_http_client *cl;
+    EXPECT(coru_http_client_create(&cl, &(struct coru_http_client_opts){.tls = ca_cfg}) == 0, "create");
+    char url[128], body[512], want[64];
+    url_of(url, sizeof url, &s, "/k");
+    for (int i = 1; i <= 5; i++) {
+        int st = 0;
+        int rc = get(cl, url, &st, body, sizeof body);
+        snprintf(want, sizeof want, "conn 1 req %d /k", i);
+        EXPECT(rc == 0 && st == 200 && strcmp(body, want) == 0, "https #%d: rc %d status %d body %s", i, rc, st, body);
+    }
+    EXPECT(atomic_load(&s.accepts) == 1, "%d TLS connections for 5 sequential requests", atomic_load(&s.accepts));
+    EXPECT(atomic_load(&s.resumed[1]) == 2, "the first connection resumed a session");
+    char host_want[64];
+    snprintf(host_want, sizeof host_want, "\r\nHost: 127.0.0.1:%u\r\n", s.port);
+    EXPECT(strstr(s.last_head, host_want), "request head: %.300s", s.last_head);
+    /* bodies: small (one record with the head), large, streamed */
+    static char big[40000];
+    for (size_t i = 0; i < sizeof big; i++) big[i] = (char)('a' + i % 23);
+    url_of(url, sizeof url, &s, "/echo");
+    coru_http_response *r;
+    char *b = NULL;
+    size_t n = 0;
+    EXPECT(coru_http_do(cl, &(struct coru_http_request){.method = "POST", .url = url, .body = "small", .body_len = 5},
+                        &r, coru_now() + 5 * SEC) == 0 &&
+               coru_http_response_read_all(r, &b, &n, 0, CORU_NEVER) == 0 && n == 5 && memcmp(b, "small", 5) == 0,
+           "small POST over TLS");
+    free(b);
+    coru_http_response_free(r);
+    b = NULL;
+    EXPECT(coru_http_do(cl, &(struct coru_http_request){.method = "PUT", .url = url, .body = big, .body_len = sizeof big},
+                        &r, coru_now() + 5 * SEC) == 0 &&
+               coru_http_response_read_all(r, &b, &n, 0, CORU_NEVER) == 0 && n == sizeof big &&
+               memcmp(b, big, n) == 0,
+           "large PUT over TLS: %zu bytes back", n);
+    free(b);
+    coru_http_response_free(r);
+    b = NULL;
+    int left = 3;
+    EXPECT(coru_http_do(cl,
+                        &(struct coru_http_request){.method = "POST", .url = url, .body_read = pieces, .body_ctx = &left},
+                        &r, coru_now() + 5 * SEC) == 0 &&
+               coru_http_response_read_all(r, &b, &n, 0, CORU_NEVER) == 0 && b && strcmp(b, "piece;piece;piece;") == 0,
+           "streamed POST over TLS: %s", b ? b : "(none)");
+    free(b);
+    coru_http_response_free(r);
+    EXPECT(atomic_load(&s.accepts) == 1, "bodies: %d connections", atomic_load(&s.accepts));
+    /* a body to the connection's end: close_notify ends it; a bare EOF
+     * may be a cut (-ECONNABORTED) */
+    url_of(url, sizeof url, &s, "/eof");
+    int st = 0;
+    EXPECT(get(cl, url, &st, body, sizeof body) == 0 && st == 200 && strcmp(body, "until the end") == 0,
+           "until close_notify: %s", body);
+    url_of(url, sizeof url, &s, "/cut");
+    int rc = get(cl, url, &st, body, sizeof body);
+    EXPECT(rc == -ECONNABORTED, "until an EOF without close_notify: %d", rc);
+    /* by name: SNI and the name check */
+    char named[128];
+    snprintf(named, sizeof named, "https://localhost:%u/n", s.port);
+    rc = get(cl, named, &st, body, sizeof body);
+    EXPECT(rc == 0 && st == 200 && strstr(body, " /n"), "https by name: %d %d", rc, st);
+    coru_http_client_destroy(cl);
+    rsrv_stop(&s);
+    /* an IPv6 literal: checked as an address without its brackets */
+    if (rsrv_start_on(&s, s_tls, "::1", srv_cfg)) {
+        coru_http_client_create(&cl, &(struct coru_http_client_opts){.tls = ca_cfg});
+        snprintf(url, sizeof url, "https://[::1]:%u/v6", s.port);
+        rc = get(cl, url, &st, body, sizeof body);
+        EXPECT(rc == 0 && st == 200 && strcmp(body, "conn 1 req 1 /v6") == 0, "https over IPv6: %d %s", rc, body);
+        coru_http_client_destroy(cl);
+        rsrv_stop(&s);
+    }
+    /* resumption: a second connection to the host offers the session of
+     * the first (which the server closed after its answer); close_notify
+     * at the end of the pooled one */
+    rsrv_start_on(&s, s_tls, "127.0.0.1", srv_cfg);
+    coru_http_client_create(&cl, &(struct coru_http_client_opts){.tls = ca_cfg});
+    url_of(url, sizeof url, &s, "/bye");
+    EXPECT(get(cl, url, &st, body, sizeof body) == 0 && strcmp(body, "bye") == 0, "bye: %s", body);
+    url_of(url, sizeof url, &s, "/again");
+    EXPECT(get(cl, url, &st, body, sizeof body) == 0 && strcmp(body, "conn 2 req 1 /again") == 0, "again: %s", body);
+    coru_http_client_destroy(cl);
+    rsrv_stop(&s);
+    EXPECT(atomic_load(&s.accepts) == 2, "%d connections", atomic_load(&s.accepts));
+    EXPECT(atomic_load(&s.resumed[1]) == 2 && atomic_load(&s.resumed[2]) == 1,
+           "resumption: first %d, second %d (1 resumed, 2 full)", atomic_load(&s.resumed[1]),
+           atomic_load(&s.resumed[2]));
+    EXPECT(atomic_load(&s.notified) == 1, "%d close_notify from the client", atomic_load(&s.notified));
+}
+
+Test(http_client, https_gets_bodies_keep_alive_and_session_resumption, .init = tls_setup, .fini = tls_teardown, .timeout = 60)
+{
+    both_engines(https_case);
+}
+
+static void tls_errors_case(void)
+{
+    struct rsrv good, self, wrong, old, plain;
+    rsrv_start_on(&good, s_tls, "127.0.0.1", srv_cfg);
+    rsrv_start_on(&self, s_tls, "127.0.0.1", self_cfg);
+    rsrv_start_on(&wrong, s_tls, "127.0.0.1", wrong_cfg);
+    rsrv_start_on(&old, s_tls, "127.0.0.1", old_cfg);
+    rsrv_start(&plain, s_hello);
+    coru_http_client *cl;
+    coru_http_client_create(&cl, &(struct coru_http_client_opts){.tls = ca_cfg});
+    char url[128], ok_url[128], body[256];
+    url_of(ok_url, sizeof ok_url, &good, "/ok");
+    struct {
+        struct rsrv *s;
+        int rc;
+    } cases[] = {{&self, -ENOKEY}, {&wrong, -EKEYREJECTED}, {&old, -EKEYEXPIRED}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        url_of(url, sizeof url, cases[i].s, "/x");
+        int rc = get(cl, url, NULL, body, sizeof body);
+        EXPECT(rc == cases[i].rc, "case %zu: %d, want %d", i, rc, cases[i].rc);
+        EXPECT(atomic_load(&cases[i].s->requests) == 0, "case %zu: a request went to a rejected server", i);
+        int st = 0;
+        rc = get(cl, ok_url, &st, body, sizeof body);
+        EXPECT(rc == 0 && st == 200, "after case %zu the session failed: %d", i, rc);
+    }
+    /* http:// to a TLS port: the server's handshake fails, no response */
+    char plain_to_tls[128];
+    snprintf(plain_to_tls, sizeof plain_to_tls, "http://127.0.0.1:%u/x", good.port);
+    EXPECT(get(cl, plain_to_tls, NULL, body, sizeof body) < 0, "plain HTTP to a TLS server answered");
+    coru_http_client_destroy(cl);
+    /* the default configuration (the system store) knows not our CA */
+    coru_http_client_create(&cl, NULL);
+    int rc = get(cl, ok_url, NULL, body, sizeof body);
+    EXPECT(rc == -ENOKEY, "default configuration: %d", rc);
+    rc = get(cl, ok_url, NULL, body, sizeof body);
+    EXPECT(rc == -ENOKEY, "default configuration, again: %d", rc);
+    coru_http_client_destroy(cl);
+    /* verification off: any certificate */
+    coru_http_client_create(&cl, &(struct coru_http_client_opts){.tls = insecure_cfg});
+    url_of(url, sizeof url, &self, "/x");
+    int st = 0;
+    rc = get(cl, url, &st, body, sizeof body);
+    EXPECT(rc == 0 && st == 200, "insecure: %d", rc);
+    coru_http_client_destroy(cl);
+    /* https:// to a server that never answers the ClientHello */
+    coru_http_client_create(&cl, &(struct coru_http_client_opts){.tls = ca_cfg, .tls_handshake_timeout = 100 * MS});
+    snprintf(url, sizeof url, "https://127.0.0.1:%u/x", plain.port);
+    int64_t t0 = coru_now();
+    rc = get(cl, url, NULL, body, sizeof body);
+    int64_t took = coru_now() - t0;
+    EXPECT(rc == -ETIMEDOUT && took >= 100 * MS && took < 3 * SEC, "handshake timeout: %d after %lld ms", rc,
+           (long long)(took / MS));
+    coru_http_client_destroy(cl);
+    struct rsrv *all[] = {&good, &self, &wrong, &old, &plain};
+    for (size_t i = 0; i < 5; i++) rsrv_stop(all[i]);
+    EXPECT(atomic_load(&self.hs_failed) >= 1 && atomic_load(&good.hs_failed) >= 1, "handshake failures: %d, %d",
+           atomic_load(&self.hs_failed), atomic_load(&good.hs_failed));
+}
+
+Test(http_client, https_certificate_failures_come_back_as_tls_codes, .init = tls_setup, .fini = tls_teardown, .timeout = 60)
+{
+    both_engines(tls_errors_case);
+}
+
+static void xscheme_case(void)
+{
+    struct rsrv p, t;
+    rsrv_start(&p, s_redirects);
+    rsrv_start_on(&t, s_redirects, "127.0.0.1", srv_cfg);
+    pthread_mutex_lock(&p.head_lock);
+    snprintf(p.location, sizeof p.location, "https://127.0.0.1:%u/dest", t.port);
+    pthread_mutex_unlock(&p.head_lock);
+    pthread_mutex_lock(&t.head_lock);
+    snprintf(t.location, sizeof t.location, "http://127.0.0.1:%u/dest", p.port);
+    pthread_mutex_unlock(&t.head_lock);
+    coru_http_client *cl;
+    coru_http_client_create(&cl, &(struct coru_http_client_opts){.tls = ca_cfg});
+    char url[128], body[256], final[600], want[128];
+    struct coru_http_header creds[] = {{"Authorization", "Basic eDp5"}, {"Cookie", "a=b"}};
+    /* up: http -> https, credentials dropped (another origin) */
+    url_of(url, sizeof url, &p, "/xs/302");
+    int st = do_body(cl, &(struct coru_http_request){.url = url, .headers = creds, .nheaders = 2}, body, sizeof body,
+                     final, sizeof final);
+    url_of(want, sizeof want, &t, "/dest");
+    EXPECT(st == 200 && strcmp(body, "GET body= auth=0 cookie=0") == 0 && strcmp(final, want) == 0,
+           "http -> https: %d %s %s", st, body, final);
+    url_of(url, sizeof url, &p, "/xs/307");
+    st = do_body(cl, &(struct coru_http_request){.method = "POST", .url = url, .body = "data", .body_len = 4}, body,
+                 sizeof body, final, sizeof final);
+    EXPECT(st == 200 && strcmp(body, "POST body=data auth=0 cookie=0") == 0 && strcmp(final, want) == 0,
+           "307 http -> https: %d %s %s", st, body, final);
+    /* down: https -> http is followed too (as Go and curl do) */
+    url_of(url, sizeof url, &t, "/xs/302");
+    st = do_body(cl, &(struct coru_http_request){.url = url, .headers = creds, .nheaders = 2}, body, sizeof body,
+                 final, sizeof final);
+    url_of(want, sizeof want, &p, "/dest");
+    EXPECT(st == 200 && strcmp(body, "GET body= auth=0 cookie=0") == 0 && strcmp(final, want) == 0,
+           "https -> http: %d %s %s", st, body, final);
+    /* within the https origin the credentials stay */
+    url_of(url, sizeof url, &t, "/to/301");
+    st = do_body(cl, &(struct coru_http_request){.url = url, .headers = creds, .nheaders = 2}, body, sizeof body,
+                 final, sizeof final);
+    url_of(want, sizeof want, &t, "/dest");
+    EXPECT(st == 200 && strcmp(body, "GET body= auth=1 cookie=1") == 0 && strcmp(final, want) == 0,
+           "https same origin: %d %s %s", st, body, final);
+    /* a Location of another scheme cannot be followed */
+    pthread_mutex_lock(&t.head_lock);
+    snprintf(t.location, sizeof t.location, "ftp://127.0.0.1/x");
+    pthread_mutex_unlock(&t.head_lock);
+    url_of(url, sizeof url, &t, "/xs/302");
+    st = do_body(cl, &(struct coru_http_request){.url = url}, body, sizeof body, NULL, 0);
+    EXPECT(st == -EPROTO, "to ftp: %d", st);
+    coru_http_client_destroy(cl);
+    rsrv_stop(&p);
+    rsrv_stop(&t);
+    EXPECT(atomic_load(&t.accepts) == 1, "%d TLS connections: the pool did not keep it across redirects",
+           atomic_load(&t.accepts));
+}
+
+Test(http_client, redirects_cross_between_http_and_https, .init = tls_setup, .fini = tls_teardown, .timeout = 60)
+{
+    both_engines(xscheme_case);
+}
+
+static int s_drop_second_notify(struct rsrv *s, const struct rreq *rq, char *out, size_t *n)
+{
+    if (rq->nth >= 2) return ACT_DROP_NOTIFY;
+    return s_hello(s, rq, out, n);
+}
+
+static int s_cut_after(struct rsrv *s, const struct rreq *rq, char *out, size_t *n)
+{
+    s_hello(s, rq, out, n);
+    return ACT_CUT;
+}
+
+static void tls_stale_case(void)
+{
+    /* the server drops the pooled connection at the next request, with
+     * an EOF (no close_notify) or with close_notify: retried */
+    script_fn drops[] = {s_drop_second, s_drop_second_notify};
+    for (int d = 0; d < 2; d++) {
+        struct rsrv s;
+        rsrv_start_on(&s, drops[d], "127.0.0.1", srv_cfg);
+        coru_http_client *cl;
+        coru_http_client_create(&cl, &(struct coru_http_client_opts){.tls = ca_cfg});
+        char url[128], body[256];
+        url_of(url, sizeof url, &s, "/s");
+        int st = 0;
+        EXPECT(get(cl, url, &st, body, sizeof body) == 0 && strcmp(body, "conn 1 req 1 /s") == 0, "%d: first", d);
+        int rc = get(cl, url, &st, body, sizeof body);
+        EXPECT(rc == 0 && strcmp(body, "conn 2 req 1 /s") == 0, "%d: retried GET: %d %s", d, rc, body);
+        EXPECT(atomic_load(&s.accepts) == 2, "%d: %d connections", d, atomic_load(&s.accepts));
+        /* Resumed after close_notify. An EOF without it is a fatal error
+         * to OpenSSL, which then marks the connection's session (the
+         * one the pool kept: the same object) not resumable. */
+        if (d == 1)
+            EXPECT(atomic_load(&s.resumed[2]) == 1, "%d: the new connection did not resume (%d)", d,
+                   atomic_load(&s.resumed[2]));
+        coru_http_response *r = NULL;
+        rc = coru_http_do(cl, &(struct coru_http_request){.method = "POST", .url = url, .body = "x", .body_len = 1}, &r,
+                          coru_now() + 5 * SEC);
+        EXPECT(rc == (d == 0 ? -ECONNABORTED : -ECONNRESET), "%d: POST on a dropped connection: %d", d, rc);
+        EXPECT(atomic_load(&s.accepts) == 2, "%d: the POST was sent again", d);
+        coru_http_client_destroy(cl);
+        rsrv_stop(&s);
+    }
+    /* a server that closes after each answer, with or without
+     * close_notify: the pool dials afresh (resuming), nothing fails */
+    script_fn closes[] = {s_close_after, s_cut_after};
+    for (int d = 0; d < 2; d++) {
+        struct rsrv s;
+        rsrv_start_on(&s, closes[d], "127.0.0.1", srv_cfg);
+        coru_http_client *cl;
+        coru_http_client_create(&cl, &(struct coru_http_client_opts){.tls = ca_cfg});
+        char url[128], body[256];
+        url_of(url, sizeof url, &s, "/c");
+        for (int i = 1; i <= 5; i++) {
+            int st = 0;
+            int rc = get(cl, url, &st, body, sizeof body);
+            EXPECT(rc == 0 && st == 200, "%d: request %d after a close: %d", d, i, rc);
+            coru_sleep(2 * MS);
+        }
+        coru_http_client_destroy(cl);
+        rsrv_stop(&s);
+        EXPECT(atomic_load(&s.accepts) == 5, "%d: %d connections", d, atomic_load(&s.accepts));
+        for (int i = 2; i <= 5 && d == 0; i++) /* close_notify: see above */
+            EXPECT(atomic_load(&s.resumed[i]) == 1, "%d: connection %d not resumed (%d)", d, i,
+                   atomic_load(&s.resumed[i]));
+    }
+}
+
+Test(http_client, a_pooled_tls_connection_the_server_closed_is_retried, .init = tls_setup, .fini = tls_teardown, .timeout = 60)
+{
+    both_engines(tls_stale_case);
+}
+
+/* coru's own HTTPS server (coru_http_opts.tls): concurrent sessions over a
+ * few pooled TLS connections, and a body of many records each way */
+static int h_hi(coru_http_req *rq, coru_http_resp *rs, void *arg)
+{
+    (void)arg;
+    char b[128];
+    int n = snprintf(b, sizeof b, "hi %s", coru_http_req_param(rq, "name"));
+    return coru_http_resp_send(rs, 200, "text/plain", b, (size_t)n);
+}
+
+static int h_echo(coru_http_req *rq, coru_http_resp *rs, void *arg)
+{
+    (void)arg;
+    size_t n;
+    const void *b = coru_http_req_body(rq, &n);
+    return coru_http_resp_send(rs, 200, "application/octet-stream", b, n);
+}
+
+struct serve_arg {
+    coru_http_server *srv;
+    int rc;
+};
+
+static void *serve_main(void *arg)
+{
+    struct serve_arg *a = arg;
+    a->rc = coru_http_server_serve(a->srv);
+    return NULL;
+}
+
+struct hi_task {
+    coru_http_client *cl;
+    int port, id;
+    coru_waitgroup *wg;
+};
+
+static void *hi_task(void *arg)
+{
+    struct hi_task *t = arg;
+    for (int i = 0; i < 5; i++) {
+        char url[96], body[64], want[32];
+        snprintf(url, sizeof url, "https://localhost:%d/hi/t%d", t->port, t->id);
+        snprintf(want, sizeof want, "hi t%d", t->id);
+        int st = 0;
+        int rc = get(t->cl, url, &st, body, sizeof body);
+        EXPECT(rc == 0 && st == 200 && strcmp(body, want) == 0, "task %d #%d: %d %d %s", t->id, i, rc, st, body);
+    }
+    coru_waitgroup_done(t->wg);
+    return NULL;
+}
+
+static void coru_server_case(void)
+{
+    coru_http_server *srv;
+    int rc = coru_http_server_create(&srv, "127.0.0.1", 0, &(struct coru_http_opts){.tls = srv_cfg});
+    EXPECT(rc == 0, "server: %d", rc);
+    if (rc) return;
+    coru_http_route(srv, "GET", "/hi/{name}", h_hi, NULL);
+    coru_http_route(srv, "POST", "/echo", h_echo, NULL);
+    struct serve_arg sa = {srv, 1};
+    coru_t *h;
+    coru_spawn(&h, serve_main, &sa, NULL);
+    coru_http_client *cl;
+    coru_http_client_create(&cl, &(struct coru_http_client_opts){.tls = ca_cfg, .max_conns = 3});
+    struct hi_task t[8];
+    coru_waitgroup *wg;
+    coru_waitgroup_create(&wg);
+    coru_waitgroup_add(wg, 8);
+    for (int i = 0; i < 8; i++) {
+        t[i] = (struct hi_task){cl, coru_http_server_port(srv), i, wg};
+        coru_go(hi_task, &t[i], NULL);
+    }
+    coru_waitgroup_wait(wg);
+    coru_waitgroup_destroy(wg);
+    static char big[200000];
+    for (size_t i = 0; i < sizeof big; i++) big[i] = (char)('A' + i % 31);
+    char url[96], *b = NULL;
+    size_t n = 0;
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/echo", coru_http_server_port(srv));
+    coru_http_response *r;
+    rc = coru_http_do(cl, &(struct coru_http_request){.method = "POST", .url = url, .body = big, .body_len = sizeof big},
+                      &r, coru_now() + 5 * SEC);
+    EXPECT(rc == 0, "POST to coru's server: %d", rc);
+    if (rc == 0) {
+        rc = coru_http_response_read_all(r, &b, &n, 0, CORU_NEVER);
+        EXPECT(rc == 0 && n == sizeof big && memcmp(b, big, n) == 0, "echo: %d, %zu bytes", rc, n);
+        free(b);
+        coru_http_response_free(r);
+    }
+    coru_http_client_destroy(cl);
+    coru_http_server_shutdown(srv, coru_now() + SEC);
+    coru_join(h, NULL);
+    EXPECT(sa.rc == 0, "serve: %d", sa.rc);
+    coru_http_server_destroy(srv);
+}
+
+Test(http_client, https_against_coru_s_own_server, .init = tls_setup, .fini = tls_teardown, .timeout = 60)
+{
+    both_engines(coru_server_case);
 }

@@ -238,12 +238,23 @@ CORU_API int coru_http_resp_end(coru_http_resp *w);
  *     coru_http_client *cl;
  *     coru_http_client_create(&cl, NULL);
  *     int status; char *body; size_t len;
- *     coru_http_get(cl, "http://127.0.0.1:8000/hello/x", &status, &body, &len,
+ *     coru_http_get(cl, "https://example.org/", &status, &body, &len,
  *                   coru_now() + 5000000000LL);
  *     free(body);
  *     coru_http_client_destroy(cl);
  *
  * What it does by itself:
+ *   - http:// and https:// alike, everywhere: "https://" is HTTP/1.1 over
+ *     TLS (coru/tls.h), port 443 by default. The TLS handshake follows the
+ *     TCP connect of each new connection, within tls_handshake_timeout;
+ *     the server's certificate is verified against opts.tls's CAs (by
+ *     default the system store) and checked for the URL's host, which is
+ *     also sent as SNI (an IP literal, IPv6 without its brackets, is
+ *     checked as an address and sent no SNI). Never plain text instead:
+ *     a handshake that fails fails the request (the TLS errors below).
+ *     Each host keeps the TLS session of its latest connection, and a new
+ *     connection to it offers that session for resumption (an abbreviated
+ *     handshake when the server agrees).
  *   - A pool of keep-alive connections per (scheme, host, port): reused
  *     last-in first-out, closed after idle_timeout (checked whenever the
  *     session is used, so no coroutine is left sleeping to do it: a
@@ -252,11 +263,14 @@ CORU_API int coru_http_resp_end(coru_http_resp *w);
  *     all and max_conns_per_host per host; callers that find the limit
  *     reached wait in FIFO order (an idle connection to another host is
  *     closed to make room). A reused connection the server had already
- *     closed (EOF or reset before any byte of the response) is replaced
- *     by a fresh one and the request sent again, once, for GET, HEAD,
- *     OPTIONS, TRACE, PUT and DELETE, never for others.
+ *     closed (EOF or reset before any byte of the response; over TLS also
+ *     close_notify, or an EOF without it) is replaced by a fresh one and
+ *     the request sent again, once, for GET, HEAD, OPTIONS, TRACE, PUT and
+ *     DELETE, never for others.
  *   - Response bodies by Content-Length, chunked (decoded) or until the
- *     connection closes; none for HEAD, 1xx, 204 and 304. Interim 1xx
+ *     connection closes (over TLS: until close_notify; an EOF without it
+ *     is -ECONNABORTED, as the body may have been cut short by someone
+ *     else); none for HEAD, 1xx, 204 and 304. Interim 1xx
  *     responses are skipped. "Accept-Encoding: gzip" is sent and a gzip
  *     body decoded (zlib) unless no_gzip; the response then shows neither
  *     Content-Encoding nor Content-Length.
@@ -264,7 +278,10 @@ CORU_API int coru_http_resp_end(coru_http_resp *w);
  *     max_redirects: 301, 302 and 303 turn into GET without a body (HEAD
  *     stays HEAD), 307 and 308 keep the method and body. Authorization and
  *     Cookie are dropped once a redirect leaves the origin (scheme, host
- *     and port). coru_http_response_url gives the final URL.
+ *     and port). A redirect may change the scheme either way: http to
+ *     https, and https to http too (as Go's http.Client and curl -L
+ *     follow it; the credentials are dropped then, as the origin
+ *     changed). coru_http_response_url gives the final URL.
  *   - Host names through coru_getaddrinfo, cached per session for a
  *     minute; each address is tried in turn until one connects.
  *   - The request carries Host and User-Agent: coru unless the caller's
@@ -274,23 +291,41 @@ CORU_API int coru_http_resp_end(coru_http_resp *w);
  *     so a caller's Content-Length or Transfer-Encoding is -EINVAL. A
  *     request with "Connection: close" does not pool its connection.
  *
- * URLs are parsed strictly: "http://" host [":" port] [path] ["?" query]
- * ["#" fragment, dropped]; a host is a name, an IPv4 literal or a
- * bracketed IPv6 one; no user info, no spaces or control bytes. A bad URL
- * is -EINVAL before any connection. "https://" is -EPROTONOSUPPORT (no
- * TLS yet: never a plain-text connection instead).
+ * URLs are parsed strictly: ("http://" | "https://") host [":" port]
+ * [path] ["?" query] ["#" fragment, dropped]; the scheme in any case; a
+ * host is a name, an IPv4 literal or a bracketed IPv6 one; the port
+ * defaults to 80 (http) or 443 (https); no user info, no spaces or control
+ * bytes. A bad URL is -EINVAL before any connection; a well-formed URL of
+ * another scheme ("ftp://...") is -EPROTONOSUPPORT.
  *
- * Errors of a request: -EINVAL (bad URL or request), -EPROTONOSUPPORT
- * (https), -ENOENT / -EAGAIN (name resolution), the connect's errors
- * (-ECONNREFUSED, -ENETUNREACH, ...), -ETIMEDOUT (the deadline, the
- * connect timeout or the read timeout), -ECANCELED (coru_cancel), -EPIPE
- * / -ECONNRESET (the server went away mid-request), -EPROTO (a malformed
- * response: bad status line, bad chunk size, Content-Length with
- * Transfer-Encoding, a bad header, a gzip body that does not decode),
- * -EMSGSIZE (response head over max_header_bytes), -EFBIG (a body read
- * whole over its limit), -ELOOP (more redirects than max_redirects),
- * -ENOMEM. A connection that failed is closed; the session stays usable.
- * Every call may park; a plain thread may call them too.
+ * Errors of a request: -EINVAL (bad URL or request), -EPROTONOSUPPORT (a
+ * scheme other than http and https), -ENOENT / -EAGAIN (name resolution),
+ * the connect's errors (-ECONNREFUSED, -ENETUNREACH, ...), -ETIMEDOUT (the
+ * deadline, the connect timeout, the TLS handshake timeout or the read
+ * timeout), -ECANCELED (coru_cancel), -EPIPE / -ECONNRESET (the server
+ * went away mid-request), -EPROTO (a malformed response: bad status line,
+ * bad chunk size, Content-Length with Transfer-Encoding, a bad header, a
+ * gzip body that does not decode, a redirect's Location that is no
+ * http(s) URL), -EMSGSIZE (response head over max_header_bytes), -EFBIG
+ * (a body read whole over its limit), -ELOOP (more redirects than
+ * max_redirects), -ENOMEM. https adds the TLS errors of coru/tls.h:
+ *   -EKEYEXPIRED   the server's certificate has expired or is not yet
+ *                  valid
+ *   -EKEYREJECTED  the certificate is not for the URL's host (or IP), or
+ *                  fails verification otherwise
+ *   -ENOKEY        the certificate leads to no trusted CA (unknown issuer,
+ *                  self-signed)
+ *   -EKEYREVOKED   the certificate is revoked
+ *   -EPROTO        a TLS failure: the server does not speak TLS, an alert
+ *                  from it, no common version or cipher, a protocol
+ *                  other than http/1.1 chosen by ALPN
+ *   -ECONNABORTED  the server's TLS stream ended without close_notify
+ *                  (in the handshake, in a response head, or in a body
+ *                  delimited by the connection's end)
+ * and, for the default configuration (opts.tls NULL) made at the first
+ * https request, coru_tls_client_config's (-ENOENT, -ENOMEM). A
+ * connection that failed is closed; the session stays usable. Every call
+ * may park; a plain thread may call them too.
  * ------------------------------------------------------------------------ */
 
 typedef struct coru_http_client coru_http_client;
@@ -310,14 +345,29 @@ struct coru_http_client_opts {
     unsigned max_redirects;      /* 0: 10 */
     int no_redirects;            /* non-zero: redirects are returned as they are */
     int no_gzip;                 /* non-zero: no Accept-Encoding, no decoding */
+    /* https: a client configuration (coru_tls_client_config: CAs, a client
+     * certificate, ALPN, ...) for every TLS connection of the session. The
+     * caller keeps it until coru_http_client_destroy (the session never
+     * frees it) and may share it between sessions. NULL: the session makes
+     * its own at its first https request (once; freed by destroy): the
+     * system CA store, verification on, ALPN "http/1.1". The client
+     * speaks HTTP/1.1 only: a server that picks another protocol of the
+     * configuration's ALPN list fails the request with -EPROTO. */
+    coru_tls_config *tls;
+    int64_t tls_handshake_timeout; /* per connection, for the TLS handshake
+                                    after the TCP connect (connect_timeout
+                                    bounds the connect alone); 0: 10 s;
+                                    CORU_NEVER */
 };
 
 /* Creates a session. opts may be NULL (all defaults). Returns 0 and *out,
  * -EINVAL (out NULL), -ENOMEM. Never parks. */
 CORU_API int coru_http_client_create(coru_http_client **out, const struct coru_http_client_opts *opts);
-/* Closes the idle connections and frees the session. Call it once no
- * coroutine uses the session any more and every response has been freed.
- * NULL is ignored. Never parks. */
+/* Closes the idle connections (a TLS one sends close_notify if the socket
+ * takes it at once) and frees the session, its TLS sessions and its
+ * default TLS configuration (not opts.tls). Call it once no coroutine
+ * uses the session any more and every response has been freed. NULL is
+ * ignored. Never parks. */
 CORU_API void coru_http_client_destroy(coru_http_client *c);
 
 struct coru_http_header {
@@ -374,8 +424,9 @@ CORU_API ssize_t coru_http_response_read(coru_http_response *r, void *buf, size_
 CORU_API int coru_http_response_read_all(coru_http_response *r, char **body, size_t *len, size_t limit,
                                          int64_t deadline);
 /* Frees the response. Its connection goes back to the pool if the body
- * was read to its end and the server keeps it alive, else it is closed.
- * NULL is ignored. Never parks. */
+ * was read to its end and the server keeps it alive, else it is closed
+ * (TLS: close_notify if the socket takes it at once). NULL is ignored.
+ * Never parks. */
 CORU_API void coru_http_response_free(coru_http_response *r);
 
 #ifdef __cplusplus

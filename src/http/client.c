@@ -1,6 +1,7 @@
-/* The HTTP client: sessions, the connection pool, name cache, and one
- * exchange (request out, response head in; redirects). Bodies are read in
- * client_body.c. Uses the runtime through coru.h only.
+/* The HTTP client: sessions, the connection pool (per scheme, host and
+ * port), the name cache, and dialling (TCP connect, then for https the
+ * TLS handshake, client_io.c). Exchanges and bodies are client_body.c's.
+ * Uses the runtime through coru.h only.
  *
  * Invariants (under c->lock):
  *   - c->nconns is the number of open connections of the session (idle
@@ -16,6 +17,10 @@
  *     itself still listed, never both.
  *   - The name cache's entries expire after a minute; each is replaced
  *     whole under the lock.
+ *   - A host's TLS session (h->session) and the default TLS
+ *     configuration (c->tls_own, made once at the first https dial) are
+ *     replaced or made under the lock (client_io.c); a forgotten host's
+ *     session is freed with it.
  * The lock is a pthread mutex held for short list operations only, never
  * across a call that may park.
  */
@@ -37,6 +42,7 @@
 #define DEF_HEAD ((size_t)64 * 1024)
 #define DEF_BODY ((size_t)64 * 1024 * 1024)
 #define DEF_REDIRECTS 10
+#define DEF_HANDSHAKE (10 * SEC)
 #define DNS_TTL (60 * SEC)
 
 /* ---------------------------------------------------------------- session */
@@ -54,16 +60,10 @@ int coru_http_client_create(coru_http_client **out, const struct coru_http_clien
     if (!c->o.max_header_bytes) c->o.max_header_bytes = DEF_HEAD;
     if (!c->o.max_body) c->o.max_body = DEF_BODY;
     if (!c->o.max_redirects) c->o.max_redirects = DEF_REDIRECTS;
+    if (!c->o.tls_handshake_timeout) c->o.tls_handshake_timeout = DEF_HANDSHAKE;
     pthread_mutex_init(&c->lock, NULL);
     *out = c;
     return 0;
-}
-
-static void conn_free(struct coru__hconn *k)
-{
-    if (k->fd >= 0) coru_close(k->fd);
-    free(k->buf);
-    free(k);
 }
 
 void coru_http_client_destroy(coru_http_client *c)
@@ -76,14 +76,15 @@ void coru_http_client_destroy(coru_http_client *c)
         hn = h->next;
         for (struct coru__hconn *k = h->idle, *kn; k; k = kn) {
             kn = k->next;
-            conn_free(k);
+            coru__hconn_free(k);
         }
-        free(h);
+        coru__hhost_free(h); /* and its TLS session */
     }
     for (struct coru__hdns *d = c->dns, *dn; d; d = dn) {
         dn = d->next;
         free(d);
     }
+    coru__hclient_tls_free(c);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -190,7 +191,8 @@ static void slot_release(struct coru_http_client *c, struct coru__hhost *h)
 void coru__hclient_close_conn(struct coru_http_client *c, struct coru__hconn *k)
 {
     struct coru__hhost *h = k->h;
-    conn_free(k);
+    coru__hconn_keep_session(c, k); /* h lives: k still counts in h->nconns */
+    coru__hconn_free(k);
     slot_release(c, h);
 }
 
@@ -211,7 +213,7 @@ static void expire_idle(struct coru_http_client *c, int64_t now, struct coru__hc
         for (struct coru__hwaiter *w = c->wq; w && !waited; w = w->next) waited = w->h == h;
         if (!h->nconns && !h->idle && !waited) {
             *hp = h->next;
-            free(h);
+            coru__hhost_free(h);
         } else {
             hp = &h->next;
         }
@@ -242,8 +244,9 @@ static void close_list(struct coru_http_client *c, struct coru__hconn *k)
 void coru__hclient_put_conn(struct coru_http_client *c, struct coru__hconn *k)
 {
     k->len = k->start = 0;
-    k->idle_since = coru_now();
     k->uses++;
+    coru__hconn_keep_session(c, k); /* after the response: TLS 1.3 tickets came with it */
+    k->idle_since = coru_now();
     struct coru__hconn *dead = NULL;
     pthread_mutex_lock(&c->lock);
     if (c->closing) {
@@ -351,7 +354,10 @@ int coru__hclient_get_conn(struct coru_http_client *c, const struct coru__url *u
         }
         pthread_mutex_unlock(&c->lock);
         close_list(c, stale);
-        if (evicted) conn_free(evicted); /* its slot went to us or to a waiter already */
+        /* Its slot went to us or to a waiter already, and its host may
+         * be forgotten from here on: only the connection itself is
+         * touched (its session was kept when it went idle). */
+        if (evicted) coru__hconn_free(evicted);
         if (k) {
             *reused = true;
             *out = k;
@@ -372,7 +378,7 @@ int coru__hclient_get_conn(struct coru_http_client *c, const struct coru__url *u
             if (!w.slot) return rc ? rc : -EAGAIN;
             slot = true; /* granted even if the deadline passed meanwhile */
         }
-        /* A slot: dial. */
+        /* A slot: dial (h lives while the slot is held). */
         int fd = dial(c, u, deadline);
         if (fd < 0) {
             slot_release(c, h);
@@ -391,6 +397,12 @@ int coru__hclient_get_conn(struct coru_http_client *c, const struct coru__url *u
         }
         k->fd = fd;
         k->h = h;
+        if (u->https && (rc = coru__hconn_tls_start(c, h, u, fd, k, deadline))) { /* fd closed on failure */
+            free(k->buf);
+            free(k);
+            slot_release(c, h);
+            return rc;
+        }
         *out = k;
         return 0;
     }

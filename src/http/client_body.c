@@ -1,7 +1,9 @@
 /* The HTTP client's exchanges: the request going out, the response head
  * coming in (interim 1xx skipped), redirects, the stale-connection retry,
  * bodies (Content-Length, chunked, until EOF; gzip decoded), and the
- * public response calls. See client.h; the pool is client.c's.
+ * public response calls. See client.h; the pool is client.c's, and the
+ * bytes move through the connection's stream (client_io.c), the same
+ * calls for plain TCP and TLS.
  */
 #include "client.h"
 
@@ -11,11 +13,13 @@
 #include <string.h>
 #include <strings.h>
 #include <stddef.h>
-#include <sys/uio.h>
 
 #define FEED_MAX 16384      /* raw body bytes parsed per step */
 #define DRAIN_MAX 65536     /* a redirect's body read to reuse its connection */
 #define HEAD_LINE_MAX 8192  /* the status line */
+#define ONE_RECORD 16384    /* TLS: a head and body up to this go in one record */
+#define CHUNK_MAX 16384     /* a streamed body's chunk */
+#define CHUNK_PRE 16        /* room before it for its size line */
 
 /* ---------------------------------------------------------------- request */
 
@@ -137,48 +141,33 @@ static int build_head(struct obuf *b, const struct send_plan *sp, const struct c
     return b->oom ? -ENOMEM : 0;
 }
 
-/* Sends the head and the body. */
-static int send_request(struct coru__hconn *k, const struct obuf *head, const struct send_plan *sp, int64_t deadline)
+/* Sends the head and the body (body_len bytes at body: what the head
+ * does not hold already). A streamed body goes one write per chunk, its
+ * size line and CRLF around it in one buffer (one TLS record each). */
+static int send_request(struct coru__hconn *k, const struct obuf *head, const struct send_plan *sp,
+                        const void *body, size_t body_len, int64_t deadline)
 {
-    if (!sp->stream) {
-        struct iovec v[2] = {{head->p, head->n}, {(void *)sp->body, sp->body_len}};
-        int cnt = sp->body_len ? 2 : 1;
-        size_t total = head->n + sp->body_len, sent = 0;
-        while (sent < total) {
-            ssize_t w = coru_writev(k->fd, v, cnt, deadline);
-            if (w < 0) return (int)w;
-            sent += (size_t)w;
-            for (int i = 0; i < cnt && w > 0; i++) { /* step over what went */
-                size_t t = (size_t)w < v[i].iov_len ? (size_t)w : v[i].iov_len;
-                v[i].iov_base = (char *)v[i].iov_base + t;
-                v[i].iov_len -= t;
-                w -= (ssize_t)t;
-            }
-        }
-        return 0;
-    }
-    ssize_t w = coru_write_all(k->fd, head->p, head->n, deadline);
-    if (w < 0) return (int)w;
-    char *tmp = malloc(16384);
+    if (!sp->stream) return coru__hconn_write2(k, head->p, head->n, body, body_len, deadline);
+    int rc = coru__hconn_write(k, head->p, head->n, deadline);
+    if (rc) return rc;
+    char *tmp = malloc(CHUNK_PRE + CHUNK_MAX + 2);
     if (!tmp) return -ENOMEM;
-    int rc = 0;
+    char *data = tmp + CHUNK_PRE;
     for (;;) {
-        ssize_t n = sp->req->body_read(sp->req->body_ctx, tmp, 16384);
-        if (n < 0) {
-            rc = (int)n;
+        ssize_t n = sp->req->body_read(sp->req->body_ctx, data, CHUNK_MAX);
+        if (n < 0 || n > CHUNK_MAX) {
+            rc = n < 0 ? (int)n : -EINVAL; /* more than it was asked for */
             break;
         }
-        char sz[24];
-        int sl = n ? snprintf(sz, sizeof sz, "%zx\r\n", (size_t)n) : snprintf(sz, sizeof sz, "0\r\n\r\n");
-        struct iovec v[3] = {{sz, (size_t)sl}, {tmp, (size_t)n}, {"\r\n", 2}};
-        for (int i = 0; i < (n ? 3 : 1); i++) {
-            w = coru_write_all(k->fd, v[i].iov_base, v[i].iov_len, deadline);
-            if (w < 0) {
-                rc = (int)w;
-                break;
-            }
+        if (n == 0) {
+            rc = coru__hconn_write(k, "0\r\n\r\n", 5, deadline);
+            break;
         }
-        if (rc || n == 0) break;
+        char sz[CHUNK_PRE];
+        int sl = snprintf(sz, sizeof sz, "%zx\r\n", (size_t)n);
+        memcpy(data - sl, sz, (size_t)sl);
+        memcpy(data + n, "\r\n", 2);
+        if ((rc = coru__hconn_write(k, data - sl, (size_t)sl + (size_t)n + 2, deadline))) break;
     }
     free(tmp);
     return rc;
@@ -252,7 +241,10 @@ static int message_done(struct coru_http_response *r)
     return 0;
 }
 
-/* Reads bytes into the connection's buffer: 0 at EOF, count, or -errno. */
+/* Reads bytes into the connection's buffer: 0 at EOF (TLS: close_notify),
+ * count, or -errno (TLS: -ECONNABORTED, an EOF without close_notify: a
+ * body that ends with the connection is then an error, as it may have
+ * been cut short by someone other than the server). */
 static ssize_t fill(struct coru_http_client *c, struct coru__hconn *k, size_t room_max, int64_t deadline)
 {
     if (k->start == k->len) k->start = k->len = 0;
@@ -270,7 +262,7 @@ static ssize_t fill(struct coru_http_client *c, struct coru__hconn *k, size_t ro
             k->cap = cap;
         }
     }
-    return coru_read_dl(k->fd, k->buf + k->len, k->cap - k->len, coru__hclient_min_dl(deadline, c->o.read_timeout));
+    return coru__hconn_read(k, k->buf + k->len, k->cap - k->len, coru__hclient_min_dl(deadline, c->o.read_timeout));
 }
 
 /* Reads the response head (skipping interim 1xx ones) on r->conn. *got:
@@ -504,6 +496,19 @@ static int exchange(struct coru_http_response *r, const struct send_plan *sp, in
         free(head.p);
         return rc;
     }
+    /* TLS: a small body joins the head in one buffer, so that a small
+     * request is one record (plain TCP writes both with one writev) */
+    const void *body = sp->body;
+    size_t body_len = sp->body_len;
+    if (r->url.https && !sp->stream && body_len && head.n + body_len <= ONE_RECORD) {
+        put(&head, body, body_len);
+        if (head.oom) {
+            free(head.p);
+            return -ENOMEM;
+        }
+        body = NULL;
+        body_len = 0;
+    }
     bool head_request = strcmp(sp->method, "HEAD") == 0;
     r->req_close = false;
     for (size_t i = 0; i < sp->req->nheaders; i++)
@@ -514,14 +519,16 @@ static int exchange(struct coru_http_response *r, const struct send_plan *sp, in
         rc = coru__hclient_get_conn(c, &r->url, attempt > 0, deadline, &r->conn, &reused);
         if (rc) break;
         r->conn->start = r->conn->len = 0;
-        rc = send_request(r->conn, &head, sp, deadline);
+        rc = send_request(r->conn, &head, sp, body, body_len, deadline);
         if (rc == 0) rc = read_head(r, head_request, &got);
         if (rc == 0) break;
         coru__hclient_close_conn(c, r->conn);
         r->conn = NULL;
         /* The server closed a kept-alive connection before answering
-         * (its idle timeout raced our request): once more, on a new one. */
-        bool stale = rc == -ECONNRESET || rc == -EPIPE;
+         * (its idle timeout raced our request): once more, on a new one.
+         * Over TLS the end may come as close_notify (read_head's
+         * -ECONNRESET) or as an EOF without it (-ECONNABORTED). */
+        bool stale = rc == -ECONNRESET || rc == -EPIPE || rc == -ECONNABORTED;
         if (!(stale && reused && !got && attempt == 0 && idempotent(sp->method) && !sp->stream)) break;
     }
     free(head.p);
@@ -557,10 +564,6 @@ int coru_http_do(coru_http_client *c, const struct coru_http_request *req, coru_
     struct send_plan sp = {.method = method, .req = req, .body = req->body, .body_len = req->body_len,
                            .stream = req->body_read != NULL};
     for (unsigned hops = 0;; hops++) {
-        if (r->url.https) {
-            rc = -EPROTONOSUPPORT; /* TLS is not in yet: never plain text instead */
-            break;
-        }
         reset_body(r);
         rc = exchange(r, &sp, deadline);
         if (rc) break;

@@ -83,7 +83,11 @@ int coru__url_parse(struct coru__url *u, const char *s)
         u->https = true;
         s += 8;
     } else {
-        return -EINVAL;
+        /* scheme "://" (RFC 3986 3.1) of another kind: well formed, not
+         * ours; anything else is not a URL */
+        size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
+        bool alpha = (s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z');
+        return alpha && strncmp(s + n, "://", 3) == 0 ? -EPROTONOSUPPORT : -EINVAL;
     }
     /* authority: up to '/', '?', '#' or the end */
     size_t alen = strcspn(s, "/?#");

@@ -23,9 +23,10 @@ struct coru__url {
     char full[CORU__URL_MAX + 300]; /* the normalised URL, fragment dropped */
 };
 
-/* Parses an absolute URL. Returns 0, -EINVAL (malformed: a scheme other
- * than http or https, an empty or bad host, user info, a bad port, bytes
- * a URL may not hold, too long). https parses (the caller decides). */
+/* Parses an absolute URL, http or https. Returns 0, -EPROTONOSUPPORT
+ * (another scheme, "ftp://..."), -EINVAL (malformed: no scheme, an empty
+ * or bad host, user info, a bad port, bytes a URL may not hold, too
+ * long). */
 int coru__url_parse(struct coru__url *u, const char *s);
 /* Resolves ref (a Location value) against base into *out: absolute,
  * scheme-relative ("//host/..."), absolute path, or relative path. Returns
