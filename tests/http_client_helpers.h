@@ -324,7 +324,7 @@ static coru_tls_config *server_config(const char *cert, const char *key)
     return cfg;
 }
 
-static void tls_setup(void)
+__attribute__((unused)) static void tls_setup(void)
 {
     strcpy(cdir, "/tmp/coru-hclient-tls.XXXXXX");
     cr_assert_not_null(mkdtemp(cdir));
@@ -361,13 +361,104 @@ static void tls_setup(void)
 
 /* Test(..., .init = tls_setup, .fini = tls_teardown): the directory goes
  * even when the test fails. */
-static void tls_teardown(void)
+__attribute__((unused)) static void tls_teardown(void)
 {
     coru_tls_config *all[] = {srv_cfg, self_cfg, wrong_cfg, old_cfg, ca_cfg, insecure_cfg};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) coru_tls_config_free(all[i]);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", cdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", cdir);
+}
+
+/* ------------------------------------------------------------ handlers and helpers of both programs */
+
+static struct rsrv *other; /* the second origin of the redirect tests */
+
+__attribute__((unused)) static int s_hello(struct rsrv *s, const struct rreq *rq, char *out, size_t *n)
+{
+    (void)s;
+    char p[256];
+    path_of(rq, p, sizeof p);
+    char body[300];
+    int bl = snprintf(body, sizeof body, "conn %d req %d %s", rq->conn, rq->nth, p);
+    *n = fmt(out, "HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: %d\r\nx-a: 2\r\n\r\n%s", bl, body);
+    return ACT_KEEP;
+}
+
+/* Answers the first request of each connection; drops the second (closes
+ * it unanswered, as a server whose idle timeout fired just then). */
+__attribute__((unused)) static int s_drop_second(struct rsrv *s, const struct rreq *rq, char *out, size_t *n)
+{
+    if (rq->nth >= 2) return ACT_DROP;
+    return s_hello(s, rq, out, n);
+}
+
+/* Answers and closes, without saying so. */
+__attribute__((unused)) static int s_close_after(struct rsrv *s, const struct rreq *rq, char *out, size_t *n)
+{
+    s_hello(s, rq, out, n);
+    return ACT_CLOSE;
+}
+
+__attribute__((unused)) static ssize_t pieces(void *ctx, void *buf, size_t n)
+{
+    int *left = ctx;
+    if (*left == 0) return 0;
+    (*left)--;
+    (void)n;
+    memcpy(buf, "piece;", 6);
+    return 6;
+}
+
+__attribute__((unused)) static int s_redirects(struct rsrv *s, const struct rreq *rq, char *out, size_t *n)
+{
+    char p[256];
+    path_of(rq, p, sizeof p);
+    const char *m = rq->head;
+    int ml = (int)strcspn(m, " ");
+    bool auth = strcasestr(rq->head, "\r\nauthorization:") != NULL, cookie = strcasestr(rq->head, "\r\ncookie:") != NULL;
+    if (strncmp(p, "/to/", 4) == 0) {
+        int code = atoi(p + 4);
+        *n = fmt(out, "HTTP/1.1 %d Moved\r\nLocation: /dest\r\nContent-Length: 4\r\n\r\nmove", code);
+    } else if (strcmp(p, "/dest") == 0) {
+        char b[200];
+        int bl = snprintf(b, sizeof b, "%.*s body=%.*s auth=%d cookie=%d", ml, m, (int)rq->blen, rq->body, auth, cookie);
+        *n = fmt(out, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", bl, b);
+    } else if (strcmp(p, "/loop") == 0) {
+        *n = fmt(out, "HTTP/1.1 302 Found\r\nLocation: /loop\r\nContent-Length: 0\r\n\r\n");
+    } else if (strcmp(p, "/away") == 0) {
+        *n = fmt(out, "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:%u/dest\r\nContent-Length: 0\r\n\r\n",
+                 other->port);
+    } else if (strcmp(p, "/rel") == 0) {
+        *n = fmt(out, "HTTP/1.1 303 See Other\r\nLocation: to/../dest?x\r\nContent-Length: 0\r\n\r\n");
+    } else if (strcmp(p, "/nolocation") == 0) {
+        *n = fmt(out, "HTTP/1.1 302 Found\r\nContent-Length: 0\r\n\r\n");
+    } else if (strncmp(p, "/xs/", 4) == 0) { /* to s->location (another scheme) */
+        pthread_mutex_lock(&s->head_lock);
+        *n = fmt(out, "HTTP/1.1 %d Moved\r\nLocation: %s\r\nContent-Length: 0\r\n\r\n", atoi(p + 4), s->location);
+        pthread_mutex_unlock(&s->head_lock);
+    } else {
+        *n = fmt(out, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    }
+    return ACT_KEEP;
+}
+
+__attribute__((unused)) static int do_body(coru_http_client *cl, const struct coru_http_request *rq, char *body, size_t cap, char *final,
+                   size_t fcap)
+{
+    coru_http_response *r;
+    int rc = coru_http_do(cl, rq, &r, coru_now() + 5 * SEC);
+    if (rc) return rc;
+    char *b;
+    size_t n;
+    rc = coru_http_response_read_all(r, &b, &n, 0, CORU_NEVER);
+    int st = coru_http_response_status(r);
+    if (final) snprintf(final, fcap, "%s", coru_http_response_url(r));
+    coru_http_response_free(r);
+    if (rc) return rc;
+    snprintf(body, cap, "%s", b);
+    free(b);
+    return st;
 }
 
 #endif
