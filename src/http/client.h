@@ -37,6 +37,7 @@ struct coru__hhost;
 struct coru__hconn {
     int fd;
     coru_tls *tls;
+    bool session_kept;           /* its session went to h->session once */
     struct coru__hhost *h;
     struct coru__hconn *next;    /* idle list; the session's lock */
     int64_t idle_since;

@@ -107,9 +107,13 @@ int coru__hconn_tls_start(struct coru_http_client *c, struct coru__hhost *h, con
 
 void coru__hconn_keep_session(struct coru_http_client *c, struct coru__hconn *k)
 {
-    if (!k->tls) return;
+    /* Once per connection (a copy is made each time): the tickets a TLS
+     * 1.3 server sends after the handshake come before the first
+     * response's bytes, so they are in once that response was read. */
+    if (!k->tls || k->session_kept) return;
     coru_tls_session *s = coru_tls_get_session(k->tls);
     if (!s) return; /* none yet, or not resumable: keep the one we have */
+    k->session_kept = true;
     pthread_mutex_lock(&c->lock);
     coru_tls_session *old = k->h->session;
     k->h->session = s;
