@@ -296,8 +296,9 @@ static int call(struct coru_tls *t, enum op op, void *buf, int n, int64_t deadli
         if (e == SSL_ERROR_SSL || e == SSL_ERROR_SYSCALL) rc = fatal(t, e, en);
         /* Parking is allowed from here on. What the call produced goes
          * out first: on a failure that is the alert telling the peer
-         * why (best effort). */
-        int fr = t->kmode ? 0 : flush(t, deadline);
+         * why, tried once (a peer that stopped reading must not hold a
+         * failed stream until the caller's deadline). */
+        int fr = t->kmode ? 0 : flush(t, rc ? coru_now() : deadline);
         if (rc) return rc;
         if (fr) {
             transport(t, "write", fr, false);
