@@ -840,3 +840,60 @@ Test(tls_io, sixty_four_mib_each_way_in_odd_pieces_arrive_byte_for_byte, .timeou
     coru_tls_config_free(k.scfg);
     coru_tls_config_free(k.ccfg);
 }
+
+/* ------------------------------------------------------------ plain threads, SIGPIPE */
+
+/* Plain threads (no coru_run): a server thread handshakes, reads one
+ * message and closes; the client then writes into the reset connection.
+ * Every write fails with -EPIPE or -ECONNRESET and no SIGPIPE kills the
+ * process, on coru's BIO and on the kTLS streams' socket path (meson runs
+ * this program again with CORU_TLS_SOCKET_BIO=1), where OpenSSL writes
+ * the socket without MSG_NOSIGNAL. */
+struct plain_srv {
+    coru_tls_config *cfg;
+    int fd;
+    int hs;
+    ssize_t got;
+};
+
+static void *plain_server(void *arg)
+{
+    struct plain_srv *p = arg;
+    coru_tls *t;
+    if (coru_tls_server(&t, p->cfg, p->fd) != 0) return NULL;
+    p->hs = coru_tls_handshake(t, coru_now() + 10 * SEC);
+    char b[16];
+    p->got = coru_tls_read(t, b, sizeof b, coru_now() + 10 * SEC);
+    coru_tls_close(t); /* unread bytes behind: the kernel resets */
+    return NULL;
+}
+
+Test(tls_io, plain_threads_writing_to_a_reset_peer_get_epipe_and_no_sigpipe, .timeout = 60)
+{
+    certs_init();
+    signal(SIGPIPE, SIG_DFL); /* a SIGPIPE would end the test process */
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    struct plain_srv p = {server_cfg(C.srv, C.srv_key), sv[1], 1, 1};
+    coru_tls_config *ccfg = client_cfg();
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, plain_server, &p), 0);
+    coru_tls *t;
+    cr_assert_eq(coru_tls_client(&t, ccfg, sv[0], "localhost"), 0);
+    int rc = coru_tls_handshake(t, coru_now() + 10 * SEC);
+    cr_assert_eq(rc, 0, "handshake %d (%s)", rc, coru_tls_reason(t));
+    cr_assert_eq(coru_tls_write(t, "hi", 2, coru_now() + 10 * SEC), 2);
+    pthread_join(th, NULL);
+    cr_assert_eq(p.hs, 0);
+    cr_assert_eq(p.got, 2);
+    for (int i = 0; i < 3; i++) {
+        ssize_t w = coru_tls_write(t, "hello", 5, coru_now() + 10 * SEC);
+        cr_assert(w == -EPIPE || w == -ECONNRESET, "write %d: %zd (%s)", i, w, coru_tls_reason(t));
+    }
+    sigset_t pend;
+    sigpending(&pend);
+    cr_assert_not(sigismember(&pend, SIGPIPE), "a SIGPIPE was left pending");
+    coru_tls_close(t);
+    coru_tls_config_free(p.cfg);
+    coru_tls_config_free(ccfg);
+}

@@ -243,6 +243,37 @@ static void *resume_main(void *arg)
     return NULL;
 }
 
+/* A session taken before a reload resumes after it: the new context
+ * keeps the ticket keys. */
+struct reload_resume {
+    coru_tls_config *scfg, *ccfg;
+};
+
+static void *reload_resume_main(void *arg)
+{
+    struct reload_resume *k = arg;
+    coru_tls_session *s1 = connect_for_session(k->scfg, k->ccfg, NULL, 0, "before the reload");
+    if (!EXPECT(s1 != NULL, "no session after the first read")) return NULL;
+    char why[256];
+    int rc = coru_tls_config_reload(k->scfg, C.rsa, C.rsa_key, why, sizeof why);
+    EXPECT(rc == 0, "reload: %d %s", rc, why);
+    coru_tls_session *s2 = connect_for_session(k->scfg, k->ccfg, s1, 1, "after the reload");
+    coru_tls_session_free(s1);
+    coru_tls_session_free(s2);
+    rc = coru_tls_config_reload(k->scfg, C.srv, C.srv_key, why, sizeof why); /* back, for the other engine */
+    EXPECT(rc == 0, "reload back: %d %s", rc, why);
+    return NULL;
+}
+
+Test(tls_sessions, sessions_taken_before_a_reload_resume_after_it, .timeout = 60)
+{
+    certs_init();
+    struct reload_resume k = {server_cfg(C.srv, C.srv_key), client_cfg()};
+    both_engines(reload_resume_main, &k);
+    coru_tls_config_free(k.scfg);
+    coru_tls_config_free(k.ccfg);
+}
+
 Test(tls_sessions, sessions_resume_on_both_sides_and_not_without_tickets, .timeout = 60)
 {
     certs_init();
@@ -457,6 +488,23 @@ static int cli_err(const struct coru_tls_client_opts *o, char *why, size_t wl)
     int rc = coru_tls_client_config(&cfg, o, why, wl);
     if (rc == 0) coru_tls_config_free(cfg);
     return rc;
+}
+
+/* A key under a pass phrase is refused at once: nothing asks the terminal
+ * (stdin is a pipe nobody writes here, so a prompt would hang). */
+Test(tls_sessions, an_encrypted_key_is_ebadmsg_without_asking_for_a_pass_phrase, .timeout = 30)
+{
+    certs_init();
+    char why[256];
+    coru_tls_config *cfg = NULL;
+    struct coru_tls_server_opts o = {.cert_file = C.srv, .key_file = C.enc_key};
+    int64_t t0 = coru_now();
+    cr_assert_eq(coru_tls_server_config(&cfg, &o, why, sizeof why), -EBADMSG, "%s", why);
+    cr_assert_null(cfg);
+    cr_assert(strstr(why, "pass phrase"), "reason: %s", why);
+    cr_assert_lt(coru_now() - t0, 5 * SEC);
+    struct coru_tls_client_opts co = {.ca_file = C.ca, .cert_file = C.cli, .key_file = C.enc_key};
+    cr_assert_eq(coru_tls_client_config(&cfg, &co, why, sizeof why), -EBADMSG, "%s", why);
 }
 
 Test(tls_sessions, configuration_errors_have_their_codes_and_a_reason)

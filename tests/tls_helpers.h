@@ -113,6 +113,7 @@ struct certs {
     char cli_other[200], cli_other_key[200]; /* a client of the other CA */
     char cadir[200];                   /* a hashed directory holding the CA */
     char junk[200];                    /* not PEM at all */
+    char enc_key[200];                 /* srv.key under a pass phrase */
     char missing[200];                 /* no such file */
 };
 static struct certs C;
@@ -198,6 +199,7 @@ static const char gen_script[] =
     "-startdate 20900101000000Z -enddate 20910101000000Z -in future.csr -out future.pem\n"
     "mkdir -p cadir && cp ca.pem cadir/ && openssl rehash cadir\n"
     "printf 'this is not a PEM file\\n' > junk.txt\n"
+    "openssl pkey -in srv.key -aes256 -passout pass:secret -out srv_enc.key\n"
     "echo ok > done\n";
 
 __attribute__((unused)) static void certs_paths(const char *dir)
@@ -226,6 +228,7 @@ __attribute__((unused)) static void certs_paths(const char *dir)
     CP(cli_other_key, "cli_other.key");
     CP(cadir, "cadir");
     CP(junk, "junk.txt");
+    CP(enc_key, "srv_enc.key");
     CP(missing, "no-such-file.pem");
 #undef CP
 }
@@ -289,7 +292,7 @@ __attribute__((unused)) static void certs_init(void)
     const char *d = getenv(CERT_ENV);
     if (d) {
         certs_paths(d);
-        if (access(C.future, R_OK) == 0) return;
+        if (access(C.enc_key, R_OK) == 0) return;
     }
     char tmpl[] = "/tmp/coru-tls-test.XXXXXX";
     cr_assert_not_null(mkdtemp(tmpl));

@@ -39,7 +39,10 @@
  * socket itself (non-blocking, SSL_OP_ENABLE_KTLS) and parks in coru_poll
  * when OpenSSL would block. Whether the module is there is probed at run
  * time, once; without it (the common case in containers) the stream uses
- * the BIO above. coru_tls_ktls says which a stream got.
+ * the BIO above. coru_tls_ktls says which a stream got. (OpenSSL writes
+ * such a socket without MSG_NOSIGNAL: on a plain thread the call blocks
+ * SIGPIPE around each SSL call and takes back one it raised, as coru's
+ * own writes do; workers block it anyway.)
  *
  * Threads. A stream is used by one coroutine at a time (a reader and a
  * writer on two coroutines need a coru_mutex between them, as OpenSSL's
@@ -70,7 +73,8 @@
  *   -ENOMEM
  * coru_tls_reason gives the text of the last failure on a stream:
  * "certificate verify failed: certificate has expired", "tlsv1 alert
- * unknown ca (from the peer)", "unexpected eof while reading", ...
+ * unknown ca (alert from the peer)", "the connection ended without
+ * close_notify (unexpected eof while reading)", ...
  */
 #ifndef CORU_TLS_H
 #define CORU_TLS_H
@@ -119,9 +123,10 @@ struct coru_tls_client_opts {
 /* A client configuration: TLS 1.2 and 1.3, certificates verified against
  * ca_file/ca_dir or the system store, the host name checked, SNI sent.
  * opts NULL: all defaults. Returns 0 and *out, -EINVAL (out NULL, a bad
- * option), -ENOENT (a file is missing), -EBADMSG (a file is not PEM of
- * the right kind), -EKEYREJECTED (the key does not match the
- * certificate), -ENOMEM. */
+ * option), -ENOENT (a file is missing), -EACCES (not readable), -EBADMSG
+ * (a file is not PEM of the right kind, or a key is encrypted: keys with
+ * a pass phrase are not supported, and nothing ever asks for one),
+ * -EKEYREJECTED (the key does not match the certificate), -ENOMEM. */
 CORU_API int coru_tls_client_config(coru_tls_config **out, const struct coru_tls_client_opts *opts, char *why,
                                     size_t why_len);
 
@@ -152,10 +157,12 @@ CORU_API int coru_tls_server_config(coru_tls_config **out, const struct coru_tls
 /* Server: reads the certificate chain and key again (cert_file and
  * key_file; NULL: the same files as before) and serves every later
  * handshake with them; streams already made keep theirs. Nothing changes
- * when the new pair fails to load. Any thread, at any time (for instance
- * on SIGHUP, from a coroutine the handler woke). Returns 0, -EINVAL (a
- * client configuration, or cfg NULL), or the loading errors above
- * (-ENOENT, -EBADMSG, -EKEYREJECTED, -ENOMEM). */
+ * when the new pair fails to load. Session tickets issued before the
+ * reload still resume after it (the ticket keys are kept). Any thread,
+ * at any time (for instance on SIGHUP, from a coroutine the handler
+ * woke). Returns 0, -EINVAL (a client configuration, or cfg NULL), or the
+ * loading errors above (-ENOENT, -EACCES, -EBADMSG, -EKEYREJECTED,
+ * -ENOMEM). */
 CORU_API int coru_tls_config_reload(coru_tls_config *cfg, const char *cert_file, const char *key_file, char *why,
                                     size_t why_len);
 
@@ -197,12 +204,16 @@ CORU_API coru_tls_session *coru_tls_get_session(coru_tls *t);
 CORU_API void coru_tls_session_free(coru_tls_session *s);
 
 /* Runs the handshake to its end (a no-op once done). May park. Returns 0,
- * or the errors above; after a failure the stream can only be closed. */
+ * or the errors above. After -ETIMEDOUT or -ECANCELED while it waited for
+ * the peer's bytes it may be called again; after any other failure the
+ * stream can only be closed. */
 CORU_API int coru_tls_handshake(coru_tls *t, int64_t deadline);
 
 /* Reads up to n bytes of plaintext (handshaking first if needed). May
  * park. Returns the count (> 0), 0 once the peer sent close_notify, or
- * -errno (-ECONNABORTED: EOF without close_notify). n 0 returns 0. */
+ * -errno (-ECONNABORTED: EOF without close_notify). n 0 returns 0. A read
+ * that timed out or was cancelled while waiting took nothing and may be
+ * repeated (also in the middle of a record). */
 CORU_API ssize_t coru_tls_read(coru_tls *t, void *buf, size_t n, int64_t deadline);
 /* Writes all n bytes (handshaking first if needed). May park. Returns n
  * or -errno; after an error part of the bytes may have been sent, and
@@ -210,7 +221,8 @@ CORU_API ssize_t coru_tls_read(coru_tls *t, void *buf, size_t n, int64_t deadlin
 CORU_API ssize_t coru_tls_write(coru_tls *t, const void *buf, size_t n, int64_t deadline);
 /* Sends close_notify (once; later calls return 0) and shuts the socket's
  * write side; it does not wait for the peer's close_notify (read to 0
- * for that). May park. Returns 0 or -errno. */
+ * for that). Before the handshake or after a failure it sends nothing and
+ * only shuts the socket's write side. May park. Returns 0 or -errno. */
 CORU_API int coru_tls_shutdown(coru_tls *t, int64_t deadline);
 /* Frees the stream and closes its socket (no close_notify: call
  * coru_tls_shutdown first for a clean end). Returns coru_close's result.

@@ -109,10 +109,14 @@ static int load_pair(SSL_CTX *ctx, const char *cert, const char *key, char *why,
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
         unsigned long e = ERR_peek_error();
-        coru__tls_why(why, why_len, "key file %s: %s", key, queue_reason(buf, sizeof buf));
+        coru__tls_why(why, why_len, "key file %s: %s%s", key, queue_reason(buf, sizeof buf),
+                      ERR_GET_LIB(e) == ERR_LIB_PEM || ERR_GET_LIB(e) == ERR_LIB_UI || ERR_GET_LIB(e) == ERR_LIB_PROV
+                          ? " (an encrypted key? keys with a pass phrase are not supported)"
+                          : "");
         /* A well-formed key of another certificate fails here already
          * (X509_R_KEY_VALUES_MISMATCH). */
-        return ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH || ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH
+        return ERR_GET_LIB(e) == ERR_LIB_X509 &&
+                       (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH || ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH)
                    ? -EKEYREJECTED
                    : -EBADMSG;
     }
@@ -122,6 +126,18 @@ static int load_pair(SSL_CTX *ctx, const char *cert, const char *key, char *why,
         return -EKEYREJECTED;
     }
     ERR_clear_error();
+    return 0;
+}
+
+/* No pass phrase: an encrypted key fails to load (-EBADMSG) instead of
+ * OpenSSL's default of asking the terminal, which would block a worker
+ * (or read the process's stdin). */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
     return 0;
 }
 
@@ -142,6 +158,7 @@ static SSL_CTX *base_ctx(bool server, int min_version)
      * keep-alive connections then hold no 34 KiB of buffers each. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
     return ctx;
 }
 
@@ -335,6 +352,12 @@ int coru_tls_config_reload(coru_tls_config *cfg, const char *cert_file, const ch
     }
     pthread_mutex_lock(&cfg->lock);
     SSL_CTX *old = cfg->ctx;
+    /* The new context keeps the old one's ticket keys, so that clients
+     * holding tickets still resume after a certificate change. */
+    unsigned char keys[80];
+    if (!cfg->no_tickets && SSL_CTX_get_tlsext_ticket_keys(old, keys, sizeof keys) == 1)
+        SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof keys);
+    OPENSSL_cleanse(keys, sizeof keys);
     cfg->ctx = ctx;
     free(cfg->cert_file);
     free(cfg->key_file);
@@ -361,8 +384,9 @@ void coru_tls_config_free(coru_tls_config *cfg)
 
 /* kTLS: the "tls" upper-layer protocol answers ENOTCONN on a socket that
  * is not connected yet when the module is there, ENOENT when it is not
- * (ENOPROTOOPT: a kernel without TCP_ULP). CORU_TLS_KTLS=0 in the
- * environment turns it off. */
+ * (ENOPROTOOPT: a kernel without TCP_ULP; EPERM, EOPNOTSUPP: a sandbox):
+ * only ENOTCONN counts. An OpenSSL built without kTLS never has it.
+ * CORU_TLS_KTLS=0 in the environment turns it off. */
 static _Atomic int ktls_state; /* 0 unknown, 1 yes, 2 no */
 
 int coru_tls_ktls_available(void)
@@ -371,13 +395,17 @@ int coru_tls_ktls_available(void)
     if (s) return s == 1;
     const char *env = getenv("CORU_TLS_KTLS");
     bool yes = false;
+#ifndef OPENSSL_NO_KTLS
     if (!env || strcmp(env, "0") != 0) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd >= 0) {
-            yes = setsockopt(fd, IPPROTO_TCP, TCP_ULP, "tls", 3) == 0 || (errno != ENOENT && errno != ENOPROTOOPT);
+            yes = setsockopt(fd, IPPROTO_TCP, TCP_ULP, "tls", 3) != 0 && errno == ENOTCONN;
             close(fd);
         }
     }
+#else
+    (void)env;
+#endif
     atomic_store_explicit(&ktls_state, yes ? 1 : 2, memory_order_relaxed);
     return yes;
 }

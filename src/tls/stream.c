@@ -32,6 +32,7 @@
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,9 @@
  * read parks with it, so an idle connection holds it. */
 #define IN_CAP (16 * 1024 + 256 + 5)
 #define WRITE_CHUNK (64 * 1024) /* plaintext per SSL_write: bounds t->out */
-#define OUT_KEEP (96 * 1024)    /* a larger t->out is freed after its flush */
+#define OUT_KEEP (20 * 1024)    /* a larger t->out is freed after its flush:
+                                   an idle connection keeps one small
+                                   response's worth at most */
 
 struct coru_tls {
     struct coru_tls_config *cfg;
@@ -90,8 +93,10 @@ static int bio_write(BIO *b, const char *buf, int len)
     BIO_clear_retry_flags(b);
     size_t need = t->olen + (size_t)len;
     if (need > t->ocap) {
-        size_t cap = t->ocap ? t->ocap : 4096;
-        while (cap < need) cap *= 2;
+        /* what is needed (4 KiB steps) and at least twice as much as
+         * before: a 64 KiB chunk's records grow it two or three times */
+        size_t cap = (need + 4095) & ~(size_t)4095;
+        if (cap < 2 * t->ocap) cap = 2 * t->ocap;
         unsigned char *p = realloc(t->out, cap);
         if (!p) {
             t->oom = true;
@@ -144,11 +149,17 @@ static void bio_init(void)
 static int fill(struct coru_tls *t, int64_t deadline)
 {
     if (!t->in && !(t->in = malloc(IN_CAP))) return -ENOMEM;
-    t->ipos = t->ilen = 0;
-    ssize_t r = coru_read_dl(t->fd, t->in, IN_CAP, deadline);
+    /* Drained, as a WANT_READ says (bio_read asks for a retry only then);
+     * should bytes be left all the same, they are kept, not dropped. */
+    size_t left = t->ilen - t->ipos;
+    if (left) memmove(t->in, t->in + t->ipos, left);
+    t->ipos = 0;
+    t->ilen = left;
+    if (left == IN_CAP) return 0;
+    ssize_t r = coru_read_dl(t->fd, t->in + left, IN_CAP - left, deadline);
     if (r < 0) return (int)r;
     if (r == 0) t->eof = true;
-    t->ilen = (size_t)r;
+    t->ilen = left + (size_t)r;
     return 0;
 }
 
@@ -235,15 +246,21 @@ static int fatal(struct coru_tls *t, int e, int errno_now)
         if (!code && ERR_GET_LIB(c) == ERR_LIB_SSL) code = c;
         (void)i;
     }
+    bool ssl_lib = code != 0;
     if (!code) code = first;
     int reason = ERR_GET_REASON(code);
     if (t->oom || reason == ERR_R_MALLOC_FAILURE) {
         rc = -ENOMEM;
         snprintf(t->reason, sizeof t->reason, "out of memory");
-    } else if (e == SSL_ERROR_SYSCALL && !code) {
-        if (t->kmode && errno_now) {
-            rc = -errno_now;
-            set_reason_errno(t, "socket", rc);
+    } else if (e == SSL_ERROR_SYSCALL && !ssl_lib) {
+        /* The socket's own error (kTLS streams): from the queue (OpenSSL
+         * 3.2+ raises it there) or from errno. A record the kernel could
+         * not decrypt (EBADMSG, EIO) is a protocol failure, as it is on
+         * the BIO path. */
+        int en = first && ERR_SYSTEM_ERROR(first) ? ERR_GET_REASON(first) : errno_now;
+        if (t->kmode && en) {
+            rc = en == EBADMSG || en == EIO || en == EINVAL ? -EPROTO : -en;
+            set_reason_errno(t, "socket", -en);
         } else {
             rc = -ECONNABORTED;
             snprintf(t->reason, sizeof t->reason, "the connection ended without close_notify");
@@ -270,6 +287,55 @@ static int fatal(struct coru_tls *t, int e, int errno_now)
 
 /* ---------------------------------------------------------------- one SSL call */
 
+/* errno through a call the compiler cannot fold: __errno_location() is
+ * declared const, so its result could be kept in a register across a
+ * park, and after a move to another worker it would name the old
+ * thread's errno. */
+static __attribute__((noinline)) void errno_clear(void)
+{
+    errno = 0;
+}
+
+static __attribute__((noinline)) int errno_get(void)
+{
+    return errno;
+}
+
+/* SIGPIPE. On kTLS streams OpenSSL writes the socket with write(2) and
+ * sendmsg(2) without MSG_NOSIGNAL: to a reset peer that raises SIGPIPE on
+ * the calling thread. Workers block it (coru's convention); a plain
+ * thread blocks it around the SSL call and takes back a SIGPIPE the
+ * call raised (not one already pending), then restores its mask. */
+struct pipe_guard {
+    bool on, was_pending;
+    sigset_t old;
+};
+
+static void pipe_hold(struct pipe_guard *g, const struct coru_tls *t)
+{
+    g->on = t->kmode && !coru_self();
+    if (!g->on) return;
+    sigset_t set, pend;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    sigpending(&pend);
+    g->was_pending = sigismember(&pend, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &set, &g->old);
+}
+
+static void pipe_release(struct pipe_guard *g)
+{
+    if (!g->on) return;
+    sigset_t set, pend;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    if (!g->was_pending && sigpending(&pend) == 0 && sigismember(&pend, SIGPIPE) == 1) {
+        struct timespec zero = {0, 0};
+        sigtimedwait(&set, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
 enum op { OP_HANDSHAKE, OP_READ, OP_WRITE, OP_SHUTDOWN };
 
 /* Makes one SSL call of kind op until it completes: returns its positive
@@ -278,8 +344,10 @@ enum op { OP_HANDSHAKE, OP_READ, OP_WRITE, OP_SHUTDOWN };
 static int call(struct coru_tls *t, enum op op, void *buf, int n, int64_t deadline)
 {
     for (;;) {
+        struct pipe_guard g;
+        pipe_hold(&g, t);
         ERR_clear_error();
-        errno = 0;
+        errno_clear();
         int r;
         switch (op) {
         case OP_HANDSHAKE: r = SSL_do_handshake(t->ssl); break;
@@ -290,7 +358,8 @@ static int call(struct coru_tls *t, enum op op, void *buf, int n, int64_t deadli
             if (r == 0) r = 1; /* sent; the peer's is not awaited */
             break;
         }
-        int en = errno;
+        int en = errno_get();
+        pipe_release(&g);
         int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
         int rc = 0;
         if (e == SSL_ERROR_SSL || e == SSL_ERROR_SYSCALL) rc = fatal(t, e, en);
@@ -364,13 +433,14 @@ static int make(coru_tls **out, coru_tls_config *cfg, int fd, bool server)
     if (!bio_method || !(t = calloc(1, sizeof *t))) goto fail;
     t->fd = fd;
     t->server = server;
-    if (server) {
-        pthread_mutex_lock(&cfg->lock); /* against a reload's swap */
-        t->ssl = SSL_new(cfg->ctx);
-        pthread_mutex_unlock(&cfg->lock);
-    } else {
-        t->ssl = SSL_new(cfg->ctx);
-    }
+    /* A reference to the current context under the lock (against a
+     * reload's swap), the SSL made outside it. */
+    pthread_mutex_lock(&cfg->lock);
+    SSL_CTX *ctx = cfg->ctx;
+    SSL_CTX_up_ref(ctx);
+    pthread_mutex_unlock(&cfg->lock);
+    t->ssl = SSL_new(ctx);
+    SSL_CTX_free(ctx); /* the SSL holds its own */
     if (!t->ssl) goto fail;
     if (socket_bio(cfg)) {
         /* kTLS needs OpenSSL's socket BIO; the socket must not block. */
