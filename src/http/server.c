@@ -254,6 +254,10 @@ static void *acceptor_main(void *arg)
             coru_close(fd);
             coru_sema_release(s->slots);
         }
+        /* One accept per turn of the run queue: what is already runnable
+         * (requests in flight, handshakes under way) goes before the next
+         * connection's work, as nginx's one accept per event-loop pass. */
+        coru_yield();
     }
     return NULL;
 }
