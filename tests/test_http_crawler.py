@@ -143,6 +143,17 @@ def free_port():
     return port
 
 
+def listening(port):
+    """Whether something accepts on 127.0.0.1:port within 5 s."""
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
 def start_s_server(root, cert, key):
     """openssl s_server -WWW: files of root, HTTP/1.0, one connection at a
     time, each ended by close_notify (the body runs to the end of the
@@ -151,12 +162,8 @@ def start_s_server(root, cert, key):
     p = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", cert, "-key", key, "-WWW",
                           "-quiet"], cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return p, port
-        except OSError:
-            time.sleep(0.05)
+    if listening(port):
+        return p, port
     p.kill()
     raise SystemExit("openssl s_server did not start")
 
@@ -180,12 +187,8 @@ def start_nginx(root):
     with open(os.path.join(d, "nginx.conf"), "w") as f:
         f.write(NGINX_CONF.format(dir=d, port=port, root=root))
     p = subprocess.Popen(["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf"), "-e", os.path.join(d, "error.log")])
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return p, port
-        except OSError:
-            time.sleep(0.05)
+    if listening(port):
+        return p, port
     p.kill()
     return None, None
 

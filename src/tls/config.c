@@ -162,25 +162,46 @@ static SSL_CTX *base_ctx(bool server, int min_version)
     return ctx;
 }
 
-static struct coru_tls_config *new_config(bool server, const struct coru_tls_client_opts *co,
-                                          const struct coru_tls_server_opts *so)
-{
-    struct coru_tls_config *cfg = calloc(1, sizeof *cfg);
-    if (!cfg) return NULL;
-    atomic_init(&cfg->refs, 1);
-    cfg->server = server;
-    cfg->ktls = !(server ? so->no_ktls : co->no_ktls);
-    pthread_mutex_init(&cfg->lock, NULL);
-    return cfg;
-}
-
 static void drop(struct coru_tls_config *cfg)
 {
     SSL_CTX_free(cfg->ctx);
     free(cfg->cert_file);
     free(cfg->key_file);
+    free(cfg->client_ca_file);
     pthread_mutex_destroy(&cfg->lock);
     free(cfg);
+}
+
+/* What both kinds share: the version floor and the ALPN list, checked.
+ * NULL with *rc (and why) when an option is bad or memory is out. */
+static struct coru_tls_config *new_config(bool server, int no_ktls, int min_version, const char *alpn, char *why,
+                                          size_t why_len, int *rc)
+{
+    int minv = version_of(min_version);
+    if (minv < 0) {
+        coru__tls_why(why, why_len, "min_version %d: 12 or 13", min_version);
+        *rc = -EINVAL;
+        return NULL;
+    }
+    struct coru_tls_config *cfg = calloc(1, sizeof *cfg);
+    if (!cfg) {
+        *rc = -ENOMEM;
+        return NULL;
+    }
+    atomic_init(&cfg->refs, 1);
+    cfg->server = server;
+    cfg->ktls = !no_ktls;
+    cfg->min_version = minv;
+    pthread_mutex_init(&cfg->lock, NULL);
+    int n = alpn_wire(alpn ? alpn : "http/1.1", cfg->alpn, sizeof cfg->alpn);
+    if (n < 0) {
+        coru__tls_why(why, why_len, "bad ALPN list \"%s\"", alpn);
+        *rc = -EINVAL;
+        drop(cfg);
+        return NULL;
+    }
+    cfg->alpn_len = (unsigned)n;
+    return cfg;
 }
 
 int coru_tls_client_config(coru_tls_config **out, const struct coru_tls_client_opts *opts, char *why,
@@ -190,24 +211,13 @@ int coru_tls_client_config(coru_tls_config **out, const struct coru_tls_client_o
     if (!out) return -EINVAL;
     struct coru_tls_client_opts o = {0};
     if (opts) o = *opts;
-    int minv = version_of(o.min_version);
-    if (minv < 0) {
-        coru__tls_why(why, why_len, "min_version %d: 12 or 13", o.min_version);
-        return -EINVAL;
-    }
-    struct coru_tls_config *cfg = new_config(false, &o, NULL);
-    if (!cfg) return -ENOMEM;
-    int rc = -ENOMEM;
+    int rc;
+    struct coru_tls_config *cfg = new_config(false, o.no_ktls, o.min_version, o.alpn, why, why_len, &rc);
+    if (!cfg) return rc;
+    rc = -ENOMEM;
     char buf[256];
-    int n = alpn_wire(o.alpn ? o.alpn : "http/1.1", cfg->alpn, sizeof cfg->alpn);
-    if (n < 0) {
-        coru__tls_why(why, why_len, "bad ALPN list \"%s\"", o.alpn);
-        rc = -EINVAL;
-        goto fail;
-    }
-    cfg->alpn_len = (unsigned)n;
     ERR_clear_error();
-    if (!(cfg->ctx = base_ctx(false, minv))) goto fail;
+    if (!(cfg->ctx = base_ctx(false, cfg->min_version))) goto fail;
     cfg->verify = !o.insecure_skip_verify;
     if (cfg->verify) {
         SSL_CTX_set_verify(cfg->ctx, SSL_VERIFY_PEER, NULL);
@@ -301,23 +311,12 @@ int coru_tls_server_config(coru_tls_config **out, const struct coru_tls_server_o
         coru__tls_why(why, why_len, "a server configuration needs cert_file and key_file");
         return -EINVAL;
     }
-    int minv = version_of(opts->min_version);
-    if (minv < 0) {
-        coru__tls_why(why, why_len, "min_version %d: 12 or 13", opts->min_version);
-        return -EINVAL;
-    }
-    struct coru_tls_config *cfg = new_config(true, NULL, opts);
-    if (!cfg) return -ENOMEM;
-    cfg->min_version = minv;
+    int rc;
+    struct coru_tls_config *cfg =
+        new_config(true, opts->no_ktls, opts->min_version, opts->alpn, why, why_len, &rc);
+    if (!cfg) return rc;
     cfg->no_tickets = opts->no_tickets != 0;
-    int rc = -ENOMEM;
-    int n = alpn_wire(opts->alpn ? opts->alpn : "http/1.1", cfg->alpn, sizeof cfg->alpn);
-    if (n < 0) {
-        coru__tls_why(why, why_len, "bad ALPN list \"%s\"", opts->alpn);
-        rc = -EINVAL;
-        goto fail;
-    }
-    cfg->alpn_len = (unsigned)n;
+    rc = -ENOMEM;
     cfg->cert_file = strdup(opts->cert_file);
     cfg->key_file = strdup(opts->key_file);
     if (opts->client_ca_file && !(cfg->client_ca_file = strdup(opts->client_ca_file))) goto fail;
@@ -326,7 +325,6 @@ int coru_tls_server_config(coru_tls_config **out, const struct coru_tls_server_o
     *out = cfg;
     return 0;
 fail:
-    free(cfg->client_ca_file);
     drop(cfg);
     return rc;
 }
@@ -378,7 +376,6 @@ void coru_tls_config_free(coru_tls_config *cfg)
     if (!cfg) return;
     /* acq_rel: the last dropper sees every other holder's writes. */
     if (atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1) return;
-    free(cfg->client_ca_file);
     drop(cfg);
 }
 

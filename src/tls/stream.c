@@ -239,14 +239,10 @@ static int fatal(struct coru_tls *t, int e, int errno_now)
     int rc = -EPROTO;
     /* The first error of the SSL library is the cause; later entries
      * are context. */
-    unsigned long code = 0, first = ERR_peek_error();
-    for (int i = 0;; i++) {
-        unsigned long c = ERR_get_error();
-        if (!c) break;
+    unsigned long code = 0, first = ERR_peek_error(), c;
+    while ((c = ERR_get_error())) /* to the end: the queue is empty after */
         if (!code && ERR_GET_LIB(c) == ERR_LIB_SSL) code = c;
-        (void)i;
-    }
-    bool ssl_lib = code != 0;
+    bool ssl_lib = code != 0; /* code is the SSL library's, or (else) the first */
     if (!code) code = first;
     int reason = ERR_GET_REASON(code);
     if (t->oom || reason == ERR_R_MALLOC_FAILURE) {
@@ -265,22 +261,21 @@ static int fatal(struct coru_tls *t, int e, int errno_now)
             rc = -ECONNABORTED;
             snprintf(t->reason, sizeof t->reason, "the connection ended without close_notify");
         }
-    } else if (ERR_GET_LIB(code) == ERR_LIB_SSL && reason == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+    } else if (ssl_lib && reason == SSL_R_CERTIFICATE_VERIFY_FAILED) {
         long v = SSL_get_verify_result(t->ssl);
         rc = verify_code(v);
         snprintf(t->reason, sizeof t->reason, "certificate verify failed: %s", X509_verify_cert_error_string(v));
-    } else if (ERR_GET_LIB(code) == ERR_LIB_SSL && reason == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+    } else if (ssl_lib && reason == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
         rc = -ECONNABORTED;
         snprintf(t->reason, sizeof t->reason, "the connection ended without close_notify (unexpected eof while reading)");
-    } else if (ERR_GET_LIB(code) == ERR_LIB_SSL && reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+    } else if (ssl_lib && reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
         rc = -ENOKEY;
         snprintf(t->reason, sizeof t->reason, "the peer sent no certificate (one is required)");
     } else {
         const char *s = code ? ERR_reason_error_string(code) : NULL;
-        bool alert = ERR_GET_LIB(code) == ERR_LIB_SSL && reason >= SSL_AD_REASON_OFFSET && reason < SSL_AD_REASON_OFFSET + 256;
+        bool alert = ssl_lib && reason >= SSL_AD_REASON_OFFSET && reason < SSL_AD_REASON_OFFSET + 256;
         snprintf(t->reason, sizeof t->reason, "%s%s", s ? s : "TLS protocol error", alert ? " (alert from the peer)" : "");
     }
-    ERR_clear_error();
     t->err = rc;
     return rc;
 }
