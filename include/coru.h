@@ -74,6 +74,24 @@ struct coru_opts {
                           The environment variable CORU_STACK_SIZE (bytes)
                           overrides the built-in default. */
     enum coru_io io;   /* I/O engine; default CORU_IO_AUTO. */
+    int dump_signal;   /* a signal (SIGQUIT, SIGUSR1, ...) on which the run
+                          writes coru_dump to stderr and keeps running (see
+                          "Seeing inside a run" below); 0: the environment
+                          variable CORU_DUMP_SIGNAL (QUIT, USR1, USR2, or a
+                          number), else none. */
+    int stall_ms;      /* report a coroutine that runs this long without
+                          parking or yielding; 0: CORU_STALL_MS from the
+                          environment, else 100; negative (or
+                          CORU_STALL_MS=0): no stall reports. */
+    enum coru_deadlock {
+        CORU_DEADLOCK_DEFAULT = 0, /* CORU_DEADLOCK=report|abort|off from
+                                      the environment, else REPORT */
+        CORU_DEADLOCK_REPORT = 1,  /* print the report once, keep waiting */
+        CORU_DEADLOCK_ABORT = 2,   /* print the report and abort(), as Go */
+        CORU_DEADLOCK_OFF = 3,     /* no deadlock detection */
+    } deadlock;
+    unsigned deadlock_grace_ms; /* how long the run must stay stuck before
+                          the report; 0: 1000 ms */
 };
 
 /* Starts the runtime: `workers` threads, each with its own run queue and I/O
@@ -152,6 +170,8 @@ typedef struct coru_co coru_t;
  * aborts with a message naming it, as Go does. */
 struct coru_attr {
     size_t stack_size; /* bytes; 0 = the runtime's default */
+    const char *name;  /* shown by coru_dump, the reports and gdb; copied
+                          (up to 31 bytes); NULL: none */
 };
 
 /* Creates a coroutine running fn(arg) and makes it runnable; it may run on
@@ -217,6 +237,82 @@ CORU_API uint64_t coru_id(const coru_t *co);
  * another worker (it moves there: coroutines that contend for a channel
  * gather on one worker instead of passing its lock between two). */
 CORU_API int coru_worker(void);
+
+/* Names the calling coroutine (copied, up to 31 bytes; NULL or "" clears
+ * it), as coru_attr.name does at spawn. Returns 0, or -EPERM outside a
+ * coroutine. Never parks. */
+CORU_API int coru_set_name(const char *name);
+
+/* ------------------------------------------------------------------------
+ * Seeing inside a run
+ *
+ * The runtime keeps, for every live coroutine, its id, name, parent (the
+ * coroutine that spawned it; 0: a plain thread), spawn site (the return
+ * address of the coru_spawn or coru_go call, shown as symbol+offset and
+ * object through dladdr: build with -rdynamic, or read a binary's own
+ * static functions with gdb's `coru list`), its state (running on worker
+ * N, runnable, parked) and, when parked, on what and since when: a
+ * channel send or receive (the channel's address), a select, a sleep
+ * (until when), a join (whose id), a mutex, condition variable,
+ * semaphore or wait group, an I/O call (its fd and operation), the
+ * blocking pool (the function it runs). Cost: a few stores per spawn and
+ * per park, no lock.
+ *
+ * coru_dump writes it, one line per coroutine:
+ *   coroutine 7 "conn" parked 1.20 s: io recv fd 12; parent 3; spawned at serve+0x5e (hello_server)
+ * or, with CORU_DUMP_GROUPED, one line per (state, wait, spawn site) with
+ * its count, largest first, as Go's goroutine profile does:
+ *   9997 x parked: io recv; spawned at serve+0x5e (hello_server); e.g. 12 13 14
+ *
+ * Signals: with coru_opts.dump_signal (or CORU_DUMP_SIGNAL=QUIT) the run
+ * installs a handler for that signal while it lasts (the previous one is
+ * restored when coru_run returns). The handler itself only posts a
+ * semaphore (sem_post, async-signal-safe) and returns; the runtime's
+ * monitor thread then writes the dump to stderr, with the ordinary
+ * (not async-signal-safe) calls: the registry's mutex, malloc, dladdr,
+ * stdio-free write(2). So the dump appears a few ms after the signal,
+ * it works while every worker is stuck (the monitor is its own thread),
+ * and a signal that lands inside malloc or dlopen cannot deadlock it.
+ * Up to 1,000 coroutines it is the full list, past that the grouped one.
+ *
+ * Reports the runtime makes by itself, on stderr, from the monitor
+ * thread (started by coru_run unless both are off):
+ *   - Stall: a coroutine that has run for coru_opts.stall_ms (default 100
+ *     ms) without parking, yielding or spawning (a loop that starts many
+ *     coroutines is not a stall) is reported once per stall, with its
+ *     id, name, worker and how long so far, then a backtrace of its worker
+ *     taken at that moment (the monitor sends SIGURG to the worker thread;
+ *     its handler calls backtrace_symbols_fd. SIGURG is otherwise ignored
+ *     by default; a program that has its own SIGURG handler gets no
+ *     backtrace, the report says so). Detection granularity: a quarter of
+ *     the threshold.
+ *   - Deadlock: when every live coroutine is parked on something only
+ *     another coroutine can complete (a channel or select without a
+ *     deadline, a mutex, cond, sema or wait group, a join, an endless
+ *     sleep), none of those objects has been used by a plain thread, no
+ *     plain thread is blocked inside a coru call, no coroutine is
+ *     runnable, and nothing has run for deadlock_grace_ms (1 s):
+ *       coru: deadlock: all N coroutines are parked and nothing can wake them
+ *     and the grouped dump. A coroutine with a deadline, in I/O or in the
+ *     blocking pool is never part of one. The default is to report once
+ *     and keep waiting, not to abort as Go does: coru cannot see what a
+ *     plain thread of the program will do (a signal-handling thread that
+ *     closes a shutdown channel it never touched before looks exactly
+ *     like a deadlock until it does), and killing a service on a guess is
+ *     worse than a line on stderr. Choose CORU_DEADLOCK_ABORT (or
+ *     CORU_DEADLOCK=abort) where no plain thread ever feeds the run, as
+ *     in tests.
+ * ------------------------------------------------------------------------ */
+
+/* coru_dump flags. */
+#define CORU_DUMP_GROUPED 1 /* one line per (state, wait, site) with counts */
+
+/* Writes every live coroutine of the running runtime to fd (see above).
+ * Any thread may call it, while the runtime runs, from a coroutine too
+ * (it does not park; it takes the registry's mutex for the copy only).
+ * Returns the number of coroutines written, or -EINVAL (bad flags, fd <
+ * 0), -EPERM (no runtime is running), -ENOMEM, or write(2)'s error. */
+CORU_API int coru_dump(int fd, int flags);
 
 /* ------------------------------------------------------------------------
  * Channels

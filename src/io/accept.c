@@ -242,6 +242,7 @@ int coru__msa_accept(struct coru__engine *e, int lfd, int64_t deadline)
         return rc;
     }
     if (!m->eng) arm(m, e);
+    coru__waiter_on(&w, CORU__W_IO, "accept", lfd, false);
     coru__wnode_init(&n, &w, &fd, 0);
     coru__waitq_push(&m->waiters, &n);
     coru__unlock(&m->lock);

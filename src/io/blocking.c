@@ -259,6 +259,7 @@ static int run_blocking(void *(*fn)(void *arg), void *arg, void **result, int64_
         coru__waiter_abort(&w);
         return rc;
     }
+    coru__waiter_on(&w, CORU__W_POOL, (const void *)(uintptr_t)fn, 0, false);
     rc = coru__waiter_block(&w, deadline);
     if (rc) {
         /* The deadline or a cancel claimed the wait: no thread runs j.

@@ -137,6 +137,9 @@ int coru__uring_send_wake(struct coru__engine *self, struct coru__engine *target
  * tag) before calling anything else of the engine, since any engine call
  * may submit. */
 struct io_uring_sqe *coru__uring_get_sqe(struct coru__engine *e);
+/* The name of an SQE opcode, as the dump shows an I/O wait ("recv",
+ * "connect", ...); a static string. */
+const char *coru__uring_op_name(unsigned opcode);
 
 /* ---- epoll backend (epoll.c) ---- */
 

@@ -329,6 +329,7 @@ int coru__io_uring_op(struct coru__engine *e, int fd, coru__prep_fn prep, void *
     struct io_uring_sqe *sqe = coru__uring_get_sqe(e);
     prep(sqe, ctx);
     io_uring_sqe_set_data(sqe, &u.base);
+    coru__waiter_on(&u.w, CORU__W_IO, coru__uring_op_name(sqe->opcode), fd, false);
     struct __kernel_timespec ts; /* read by the kernel at submit time; we
                                     are parked until the CQE */
     if (linked) {
@@ -523,6 +524,7 @@ int coru__io_wait_fd(struct coru__engine *e, int fd, int dir, int64_t deadline)
         return -ETIMEDOUT;
     }
     struct coru__waitq *q = dir == CORU__IO_READ ? &fs->rdq : &fs->wrq;
+    coru__waiter_on(&w, CORU__W_IO, dir == CORU__IO_READ ? "wait readable" : "wait writable", fd, false);
     struct coru__wnode n;
     coru__wnode_init(&n, &w, NULL, 0);
     coru__waitq_push(q, &n);

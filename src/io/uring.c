@@ -475,3 +475,23 @@ void coru__uring_destroy(struct coru__engine *e)
     }
     io_uring_queue_exit(ring);
 }
+
+const char *coru__uring_op_name(unsigned opcode)
+{
+    switch (opcode) {
+    case IORING_OP_READ: return "read";
+    case IORING_OP_WRITE: return "write";
+    case IORING_OP_READV: return "readv";
+    case IORING_OP_WRITEV: return "writev";
+    case IORING_OP_RECV: return "recv";
+    case IORING_OP_SEND: return "send";
+    case IORING_OP_RECVMSG: return "recvmsg";
+    case IORING_OP_SENDMSG: return "sendmsg";
+    case IORING_OP_ACCEPT: return "accept";
+    case IORING_OP_CONNECT: return "connect";
+    case IORING_OP_POLL_ADD: return "poll";
+    case IORING_OP_OPENAT: return "openat";
+    case IORING_OP_FSYNC: return "fsync";
+    default: return "uring op";
+    }
+}

@@ -128,6 +128,7 @@ static void chan_lock(struct coru_chan *ch, bool may_move)
     }
     if (atomic_load_explicit(&ch->holder, memory_order_relaxed) != me)
         atomic_store_explicit(&ch->holder, me, memory_order_relaxed);
+    if (me < 0) ch->ext = true;
 }
 
 /* One send or receive: the locked fast path, else park on the channel. */
@@ -154,6 +155,7 @@ static int op(struct coru_chan *ch, enum coru_sel_op kind, void *elem, int64_t d
         coru__unlock(&ch->lock);
         return -ETIMEDOUT;
     }
+    coru__waiter_on(&w, kind == CORU_SEL_SEND ? CORU__W_CHAN_SEND : CORU__W_CHAN_RECV, ch, 0, ch->ext);
     struct coru__wnode node;
     coru__wnode_init(&node, &w, elem, 0);
     struct coru__waitq *q = kind == CORU_SEL_SEND ? &ch->sendq : &ch->recvq;
@@ -197,7 +199,7 @@ int coru_chan_try_recv(coru_chan *ch, void *elem)
 int coru_chan_close(coru_chan *ch)
 {
     if (!ch) return -EINVAL;
-    coru__lock(&ch->lock);
+    chan_lock(ch, false);
     if (ch->closed) {
         coru__unlock(&ch->lock);
         return -EPIPE;

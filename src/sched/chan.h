@@ -12,6 +12,8 @@ struct coru_chan {
     _Atomic int holder;      /* worker that took the lock last, -1: a
                                 plain thread (a hint, relaxed) */
     bool closed;             /* lock */
+    bool ext;                /* a plain thread has used it (the deadlock
+                                report's hint); lock */
     size_t esz;              /* element size, fixed */
     size_t cap;              /* capacity in elements (0: unbuffered), fixed */
     size_t head, count;      /* ring: oldest element at head; lock */

@@ -39,7 +39,8 @@ static _Atomic uint64_t next_id = 1;
  * (owner only), and a process-wide depot (depot.h) moves them in
  * batches from workers that finish coroutines to workers that spawn them,
  * so a spawn/finish pair on two workers costs no malloc and no cross-thread
- * free. What exceeds the depot's capacity goes back to malloc. */
+ * free. What exceeds the depot's capacity goes back to the registry's
+ * chunks (registry.c), which is also where the caches are filled from. */
 #define CACHE_MAX 256
 #define BATCH 128
 static struct coru__depot depot = CORU__DEPOT_INIT(struct coru_co, next, 65536);
@@ -47,38 +48,36 @@ static struct coru__depot depot = CORU__DEPOT_INIT(struct coru_co, next, 65536);
 static struct coru_co *co_alloc(void)
 {
     struct coru__worker *w = coru__worker_self();
-    if (!w) return malloc(sizeof(struct coru_co));
+    struct coru_co *c;
+    if (!w) return coru__reg_take(&c, 1) ? c : NULL;
     if (!w->co_cache) {
-        for (struct coru_co *c = coru__depot_take(&depot, BATCH), *nx; c; c = nx) {
-            nx = c->next;
-            c->next = w->co_cache;
-            w->co_cache = c;
+        struct coru_co *list = coru__depot_take(&depot, BATCH);
+        if (!list) coru__reg_take(&list, BATCH);
+        for (struct coru_co *nx; list; list = nx) {
+            nx = list->next;
+            list->next = w->co_cache;
+            w->co_cache = list;
             w->co_cache_n++;
         }
-        if (!w->co_cache) return malloc(sizeof(struct coru_co));
+        if (!w->co_cache) return NULL;
     }
-    struct coru_co *c = w->co_cache;
+    c = w->co_cache;
     w->co_cache = c->next;
     w->co_cache_n--;
     return c;
 }
 
-static void free_list(struct coru_co *c)
-{
-    for (struct coru_co *nx; c; c = nx) {
-        nx = c->next;
-        free(c);
-    }
-}
-
+/* The struct is free from now on: a walker skips it (registry.h). */
 static void co_release(struct coru_co *co)
 {
+    atomic_store_explicit(&co->id, 0, memory_order_relaxed);
     struct coru__worker *w = coru__worker_self();
     if (!w) {
-        free(co);
+        co->next = NULL;
+        coru__reg_give(co);
         return;
     }
-    if (w->co_cache_n >= CACHE_MAX) free_list(coru__depot_spill(&depot, &w->co_cache, &w->co_cache_n, BATCH));
+    if (w->co_cache_n >= CACHE_MAX) coru__reg_give(coru__depot_spill(&depot, &w->co_cache, &w->co_cache_n, BATCH));
     co->next = w->co_cache;
     w->co_cache = co;
     w->co_cache_n++;
@@ -90,11 +89,11 @@ void coru__co_cache_drain(struct coru__worker *w);
 void coru__co_cache_drain(struct coru__worker *w)
 {
     if (w) {
-        free_list(w->co_cache);
+        coru__reg_give(w->co_cache);
         w->co_cache = NULL;
         w->co_cache_n = 0;
     }
-    free_list(coru__depot_drain(&depot));
+    coru__reg_give(coru__depot_drain(&depot));
 }
 
 uint64_t coru__next_id(void);
@@ -103,7 +102,8 @@ uint64_t coru__next_id(void)
     return atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed); /* only uniqueness matters */
 }
 
-int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_attr *attr, int refs)
+int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_attr *attr, int refs,
+                uintptr_t site)
 {
     size_t ss = attr ? attr->stack_size : 0;
     if (!fn || ss > ((size_t)1 << 30)) return -EINVAL;
@@ -114,7 +114,6 @@ int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_a
     co->fn = fn;
     co->arg = arg;
     co->result = NULL;
-    co->id = coru__next_id();
     co->stack_size = ss;
     atomic_init(&co->pstate, CO_RUNNING);
     coru__lock_init(&co->wait_lock);
@@ -128,6 +127,13 @@ int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_a
     co->io_closed = false;
     atomic_init(&co->refs, refs);
     co->next = NULL;
+    struct coru_co *parent = coru__co_self();
+    coru__reg_set_name(&co->reg, attr ? attr->name : NULL);
+    atomic_store_explicit(&co->reg.parent, parent ? parent->id : 0, memory_order_relaxed);
+    atomic_store_explicit(&co->reg.site, site, memory_order_relaxed);
+    atomic_store_explicit(&co->reg.kind, CORU__W_NONE, memory_order_relaxed);
+    /* release: a walker that reads the id (acquire) sees the fields above */
+    atomic_store_explicit(&co->id, coru__next_id(), memory_order_release);
     if (out) *out = co;
     coru__count_spawn();
     coru__schedule_new(co);
@@ -137,12 +143,12 @@ int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_a
 /* A coroutine's spawn needs no check: its run cannot end while it lives.
  * A plain thread's is made under the run's ext lock (sched.c), so it
  * either runs inside this run or fails with -EPERM. */
-static int spawn(coru_t **out, coru_fn fn, void *arg, const struct coru_attr *attr, int refs)
+static int spawn(coru_t **out, coru_fn fn, void *arg, const struct coru_attr *attr, int refs, uintptr_t site)
 {
-    if (coru__co_self()) return coru__spawn(out, fn, arg, attr, refs);
+    if (coru__co_self()) return coru__spawn(out, fn, arg, attr, refs, site);
     int rc = coru__ext_spawn_begin();
     if (rc) return rc;
-    rc = coru__spawn(out, fn, arg, attr, refs);
+    rc = coru__spawn(out, fn, arg, attr, refs, site);
     coru__ext_spawn_end();
     return rc;
 }
@@ -150,13 +156,13 @@ static int spawn(coru_t **out, coru_fn fn, void *arg, const struct coru_attr *at
 int coru_spawn(coru_t **out, coru_fn fn, void *arg, const struct coru_attr *attr)
 {
     if (!out || !fn) return -EINVAL;
-    return spawn(out, fn, arg, attr, 2);
+    return spawn(out, fn, arg, attr, 2, (uintptr_t)__builtin_return_address(0));
 }
 
 int coru_go(coru_fn fn, void *arg, const struct coru_attr *attr)
 {
     if (!fn) return -EINVAL;
-    return spawn(NULL, fn, arg, attr, 1);
+    return spawn(NULL, fn, arg, attr, 1, (uintptr_t)__builtin_return_address(0));
 }
 
 void coru__co_ref(struct coru_co *co)
@@ -175,6 +181,7 @@ void coru__co_entry(void *p)
     struct coru_co *co = p;
     coru__co_started();
     void *r = co->fn(co->arg);
+    atomic_store_explicit(&co->reg.kind, CORU__W_EXITED, memory_order_relaxed);
     coru__lock(&co->wait_lock);
     co->result = r;
     co->finished = true;
@@ -220,6 +227,7 @@ int coru_join_dl(coru_t *h, void **result, int64_t deadline)
         }
         h->join_waiter = &w;
         coru__unlock(&h->wait_lock);
+        coru__waiter_on(&w, CORU__W_JOIN, NULL, (int64_t)h->id, false);
         rc = coru__waiter_block(&w, deadline);
         coru__lock(&h->wait_lock);
         h->join_waiter = NULL;
@@ -263,6 +271,14 @@ int coru_detach(coru_t *h)
 coru_t *coru_self(void)
 {
     return coru__co_self();
+}
+
+int coru_set_name(const char *name)
+{
+    struct coru_co *co = coru__co_self();
+    if (!co) return -EPERM;
+    coru__reg_set_name(&co->reg, name);
+    return 0;
 }
 
 uint64_t coru_id(const coru_t *co)

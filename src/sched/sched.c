@@ -51,6 +51,7 @@
 
 #include "io/engine_impl.h"
 #include "io/io.h"
+#include "sched/dump.h"
 #include "sched/lock.h"
 #include "sched/sched.h"
 
@@ -994,6 +995,7 @@ static void switch_out(struct coru__worker *w, struct coru_co *from, int post)
         to = &next->ctx;
     }
     w->cur = next;
+    atomic_store_explicit(&w->cur_pub, next, memory_order_relaxed);
     if (post == POST_EXIT) coru__ctx_switch_final(&from->ctx, to);
     coru__ctx_switch(&from->ctx, to);
     finish_switch(coru__worker_self()); /* maybe another worker now */
@@ -1046,6 +1048,7 @@ static void sched_loop(struct coru__worker *w)
         prepare(w, co);
         atomic_store_explicit(&co->pstate, CO_RUNNING, memory_order_relaxed); /* we own co */
         w->cur = co;
+        atomic_store_explicit(&w->cur_pub, co, memory_order_relaxed);
         coru__stat_inc(&w->st.switches);
         coru__ctx_switch(w->sched_ctx, &co->ctx);
         finish_switch(w);
@@ -1206,6 +1209,34 @@ static void snapshot_stats(struct coru_stats *s)
     }
 }
 
+unsigned coru__sched_current(struct coru_co **cur, const char **engine)
+{
+    pthread_mutex_lock(&rt.stats_lock);
+    unsigned n = rt.w ? rt.n : 0;
+    for (unsigned i = 0; i < n; i++) cur[i] = atomic_load_explicit(&rt.w[i].cur_pub, memory_order_relaxed);
+    *engine = coru__engine_name(coru__engine_kind());
+    pthread_mutex_unlock(&rt.stats_lock);
+    return n;
+}
+
+struct coru__worker *coru__sched_worker(unsigned i)
+{
+    return &rt.w[i];
+}
+
+unsigned coru__sched_nworkers(void)
+{
+    return rt.n;
+}
+
+uint64_t coru__sched_live(void)
+{
+    uint64_t fin = 0, sp = atomic_load_explicit(&rt.ext_spawned, memory_order_relaxed);
+    for (unsigned i = 0; i < rt.n; i++) fin += atomic_load_explicit(&rt.w[i].finished, memory_order_relaxed);
+    for (unsigned i = 0; i < rt.n; i++) sp += atomic_load_explicit(&rt.w[i].spawned, memory_order_relaxed);
+    return sp > fin ? sp - fin : 0;
+}
+
 int coru_stats(struct coru_stats *out)
 {
     if (!out) return -EINVAL;
@@ -1227,6 +1258,7 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
     if (opts) o = *opts;
     if (!fn || o.workers > 256 || o.io > CORU_IO_EPOLL) return -EINVAL;
     if (o.stack_size > ((size_t)1 << 30)) return -EINVAL;
+    if (o.deadlock > CORU_DEADLOCK_OFF || o.dump_signal < 0 || o.dump_signal >= NSIG) return -EINVAL;
     if (coru__worker_self()) return -EBUSY;
     int idle = 0;
     if (!atomic_compare_exchange_strong(&rt.state, &idle, 1)) return -EBUSY;
@@ -1293,11 +1325,13 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
     coru__sigpipe_hold(&spg);
 
     struct coru_co *main_co;
-    rc = coru__spawn(&main_co, fn, arg, NULL, 1);
+    struct coru_attr main_attr = {.name = "main"};
+    rc = coru__spawn(&main_co, fn, arg, &main_attr, 1, (uintptr_t)__builtin_return_address(0));
     if (rc) {
         atomic_store(&rt.stop, true);
     }
     unsigned started = 1;
+    ws[0].thread = pthread_self();
     for (unsigned i = 1; i < n && !rc; i++) {
         if (pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]) != 0) {
             /* Cannot start all workers: run with those we have would
@@ -1307,8 +1341,12 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
         started++;
     }
     if (!rc) {
+        /* Without a monitor the run goes on, only unwatched. */
+        int mrc = coru__monitor_start(&o);
+        if (mrc) fprintf(stderr, "coru: no monitor thread (%d): no stall or deadlock reports\n", mrc);
         worker_main(&ws[0]);
         for (unsigned i = 1; i < started; i++) pthread_join(ws[i].thread, NULL);
+        coru__monitor_stop();
         rc = atomic_load(&rt.start_err);
         if (rc) {
             /* The run never started: the main coroutine is still queued. */

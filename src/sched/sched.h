@@ -42,6 +42,7 @@
 #include "sched/ctx.h"
 #include "sched/deque.h"
 #include "sched/lock.h"
+#include "sched/registry.h"
 #include "sched/stack.h"
 #include "sched/timer.h"
 
@@ -61,7 +62,9 @@ struct coru_co {
     coru_fn fn;
     void *arg;
     void *result;               /* written at exit under wait_lock */
-    uint64_t id;
+    _Atomic uint64_t id;        /* written once at spawn (release), read
+                                   anywhere; 0 while the struct is free
+                                   (registry.h) */
     size_t stack_size;          /* requested usable size, 0 = default */
     _Atomic int pstate;         /* parking protocol, see above */
     _Atomic int refs;           /* 1 for the running coroutine + 1 per handle */
@@ -83,6 +86,8 @@ struct coru_co {
     struct coru__engine *io_cancel_on; /* engine whose cancel inbox holds co
                                    (NULL: none), so that co sits on at most
                                    one inbox, once; wait_lock */
+    struct coru__reg reg;       /* name, parent, spawn site, what it waits
+                                   for (registry.h) */
 };
 
 /* Per-worker state. Owner: the worker thread, unless a field says else. */
@@ -93,6 +98,9 @@ struct coru__worker {
     struct coru_co *lifo;        /* run-next slot, owner only */
     unsigned lifo_streak;        /* consecutive LIFO runs, owner only */
     struct coru_co *cur;         /* coroutine running now, owner only */
+    _Atomic(struct coru_co *) cur_pub; /* cur, for the dump and the stall
+                                    detector: owner writes (relaxed) at
+                                    every switch, anyone reads */
     struct coru_co *prev;        /* coroutine just switched out, owner only */
     int post;                    /* what finish_switch does with `prev` */
     struct coru__ctx *sched_ctx; /* the thread's native context */
@@ -187,7 +195,8 @@ struct coru__engine;
 void coru__io_drain_cancels(struct coru__engine *e);
 
 /* Spawn internals, also used by coru_run for the main coroutine. */
-int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_attr *attr, int refs);
+int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_attr *attr, int refs,
+                uintptr_t site);
 
 /* Generators: depth of generator bodies running on this thread. */
 extern __thread int coru__gen_depth;

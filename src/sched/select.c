@@ -136,6 +136,14 @@ int coru_select(struct coru_sel *cases, size_t n, int64_t deadline, int flags)
         rc = -ETIMEDOUT;
         goto out;
     }
+    const void *first = NULL;
+    bool ext = false;
+    for (size_t i = 0; i < n; i++)
+        if (cases[i].ch) {
+            if (!first) first = cases[i].ch;
+            ext |= cases[i].ch->ext;
+        }
+    coru__waiter_on(&w, CORU__W_SELECT, first, (int64_t)n, ext);
     for (size_t i = 0; i < n; i++) {
         coru__wnode_init(&nodes[i], &w, cases[i].elem, (int)i);
         if (!cases[i].ch) continue;

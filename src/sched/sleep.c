@@ -22,6 +22,7 @@ int coru_sleep_until(int64_t deadline)
     struct coru__waiter w;
     int rc = coru__waiter_init(&w);
     if (rc) return rc;
+    coru__waiter_on(&w, CORU__W_SLEEP, NULL, 0, false);
     rc = coru__waiter_block(&w, deadline);
     return rc == -ETIMEDOUT ? 0 : rc;
 }

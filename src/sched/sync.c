@@ -101,7 +101,7 @@ struct coru_waitgroup {
  * (-ETIMEDOUT) or the coroutine is cancelled (-ECANCELED), and unlinks
  * the node before returning. Also -ECANCELED at once for a coroutine
  * already cancelled. */
-static int wait_on(struct coru__lock *l, struct coru__waitq *q, int64_t deadline)
+static int wait_on(struct coru__lock *l, struct coru__waitq *q, int64_t deadline, int kind, const void *obj)
 {
     struct coru__waiter w;
     struct coru__wnode n;
@@ -115,6 +115,7 @@ static int wait_on(struct coru__lock *l, struct coru__waitq *q, int64_t deadline
         coru__unlock(l);
         return -ETIMEDOUT;
     }
+    coru__waiter_on(&w, kind, obj, 0, false);
     coru__wnode_init(&n, &w, NULL, 0);
     coru__waitq_push(q, &n);
     coru__unlock(l);
@@ -205,7 +206,7 @@ int coru_mutex_lock_dl(coru_mutex *m, int64_t deadline)
         return 0;
     }
     /* 0 means unlock handed us the mutex: `locked` stayed true for us */
-    return wait_on(&m->lock, &m->q, deadline);
+    return wait_on(&m->lock, &m->q, deadline, CORU__W_MUTEX, m);
 }
 
 int coru_mutex_lock(coru_mutex *m)
@@ -276,10 +277,12 @@ static void relock(coru_mutex *m)
         coru__park_prepare(w.co);
     else if (rc)
         CORU_PANIC("waiter_init: %d", rc); /* cond_wait checked for -EPERM */
+    coru__waiter_on(&w, CORU__W_MUTEX, m, 0, false);
     coru__wnode_init(&n, &w, NULL, 0);
     coru__waitq_push(&m->q, &n);
     coru__unlock(&m->lock);
     if (w.co) {
+        coru__reg_parking(&w.co->reg, -1);
         coru__park();
         rc = w.code; /* coru__ready's acq_rel made the unlocker's write visible */
     } else {
@@ -330,6 +333,7 @@ int coru_cond_wait_dl(coru_cond *c, coru_mutex *m, int64_t deadline)
     }
     bool expired = coru__dl_passed(deadline);
     if (!expired) {
+        coru__waiter_on(&w, CORU__W_COND, c, 0, false);
         coru__wnode_init(&n, &w, NULL, 0);
         coru__waitq_push(&c->q, &n);
     }
@@ -406,7 +410,7 @@ int coru_sema_acquire_dl(coru_sema *s, int64_t deadline)
         return 0;
     }
     /* 0 means a release handed its unit to us without counting it */
-    return wait_on(&s->lock, &s->q, deadline);
+    return wait_on(&s->lock, &s->q, deadline, CORU__W_SEMA, s);
 }
 
 int coru_sema_acquire(coru_sema *s)
@@ -497,7 +501,7 @@ int coru_waitgroup_wait_dl(coru_waitgroup *wg, int64_t deadline)
         coru__unlock(&wg->lock);
         return 0;
     }
-    return wait_on(&wg->lock, &wg->q, deadline);
+    return wait_on(&wg->lock, &wg->q, deadline, CORU__W_WAITGROUP, wg);
 }
 
 int coru_waitgroup_wait(coru_waitgroup *wg)

@@ -4,6 +4,8 @@
 #include "sched/waiter.h"
 
 #include <errno.h>
+
+#include "sched/dump.h"
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -47,7 +49,21 @@ void coru__waiter_wake(struct coru__waiter *w, int code, int fired)
     }
 }
 
+static int thread_block_(struct coru__waiter *w, int64_t deadline);
+
+/* A plain thread blocked in a coru call: the deadlock report must not
+ * fire meanwhile (it may wake coroutines when it returns), and any
+ * object a plain thread has blocked on may be woken by one (monitor.c). */
 static int thread_block(struct coru__waiter *w, int64_t deadline)
+{
+    atomic_store_explicit(&coru__ext_waited, true, memory_order_relaxed);
+    atomic_fetch_add_explicit(&coru__ext_blocked, 1, memory_order_relaxed);
+    int rc = thread_block_(w, deadline);
+    atomic_fetch_sub_explicit(&coru__ext_blocked, 1, memory_order_relaxed);
+    return rc;
+}
+
+static int thread_block_(struct coru__waiter *w, int64_t deadline)
 {
     /* acquire: pairs with the release in coru__waiter_wake */
     while (atomic_load_explicit(&w->futex, memory_order_acquire) == 0) {
@@ -90,6 +106,7 @@ int coru__waiter_block(struct coru__waiter *w, int64_t deadline)
         coru__waiter_wake(w, -ECANCELED, -1);
     coru__unlock(&co->wait_lock);
 
+    coru__reg_parking(&co->reg, deadline);
     coru__park();
 
     coru__lock(&co->wait_lock);
@@ -105,6 +122,7 @@ int coru__waiter_block_uncancellable(struct coru__waiter *w)
     /* No co->waiting, no timer: the one holder of w is the one waker, and
      * coru__park returns only after its coru__ready (whose acq_rel
      * exchange publishes what it wrote before waking us). */
+    coru__reg_parking(&w->co->reg, -1);
     coru__park();
     return w->code;
 }

@@ -64,6 +64,12 @@ struct coru__waitq {
 
 /* Step 1. Returns 0, -EPERM (in a generator body) or -ECANCELED. */
 int coru__waiter_init(struct coru__waiter *w);
+/* Between steps 1 and 3: records what the wait is on, for the dump and
+ * the deadlock report (registry.h's kinds); nothing for a plain thread. */
+static inline void coru__waiter_on(struct coru__waiter *w, int kind, const void *obj, int64_t arg, bool ext)
+{
+    if (w->co) coru__reg_wait(&w->co->reg, kind, obj, arg, ext);
+}
 /* Undoes step 1 when the caller decides not to block after all. */
 void coru__waiter_abort(struct coru__waiter *w);
 /* Step 3. deadline: absolute ns, or -1. Returns w->code: what the claimer
