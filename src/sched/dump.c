@@ -272,7 +272,8 @@ int coru__dump_to(int fd, int flags, const char *title)
     size_t parked = 0;
     for (size_t i = 0; i < s.n; i++) parked += state_of(&s.v[i]) == ST_PARKED;
     if (title) put(o, "%s\n", title);
-    put(o, "coru: %zu coroutines (%zu parked) on %u workers (%s)%s\n", s.n, parked, nw, engine,
+    put(o, "coru: %zu coroutine%s (%zu parked) on %u worker%s (%s)%s\n", s.n, s.n == 1 ? "" : "s", parked, nw,
+        nw == 1 ? "" : "s", engine,
         flags & CORU_DUMP_GROUPED ? ", grouped by state, wait and spawn site" : "");
     if (flags & CORU_DUMP_GROUPED) {
         grouped(o, s.v, s.n, now);

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common.h"
 #include "sched/lock.h"
 #include "sched/registry.h"
 #include "sched/sched.h"
@@ -162,7 +163,9 @@ static bool read_slot(struct coru_co *co, struct coru__reg_entry *e, struct coru
     e->worker = -1;
     for (unsigned i = 0; i < nw; i++)
         if (cur[i] == co) e->worker = (int)i;
-    atomic_thread_fence(memory_order_acquire);
+#ifndef CORU_TSAN /* TSan has no fences; every field is an atomic, so it sees no race */
+    atomic_thread_fence(memory_order_acquire); /* the field loads above before the id check */
+#endif
     if (atomic_load_explicit(&co->id, memory_order_relaxed) != id) return false;
     return e->kind != CORU__W_EXITED;
 }
