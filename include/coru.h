@@ -258,8 +258,9 @@ CORU_API int coru_set_name(const char *name);
  * blocking pool (the function it runs). Cost: a few stores per spawn and
  * per park, no lock.
  *
- * coru_dump writes it, one line per coroutine:
- *   coroutine 7 "conn" parked 1.20 s: io recv fd 12; parent 3; spawned at serve+0x5e (hello_server)
+ * coru_dump writes it, one line per coroutine, with the function it runs
+ * in brackets:
+ *   coroutine 7 "conn" [handle] parked 1.20 s: io recv fd 12; parent 3; spawned at serve+0x5e (hello_server)
  * or, with CORU_DUMP_GROUPED, one line per (state, wait, spawn site) with
  * its count, largest first, as Go's goroutine profile does:
  *   9997 x parked: io recv; spawned at serve+0x5e (hello_server); e.g. 12 13 14

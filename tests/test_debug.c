@@ -238,24 +238,25 @@ static void *dump_main(void *arg)
     cr_expect(strstr(d, "coru: 13 coroutines (12 parked) on 2 workers ("), "%s", d);
     char *l;
     l = line_of(d, coru_id(NULL));
-    EXPECT_IN(l, "\"main\" running on worker ");
+    EXPECT_IN(l, "\"main\" [");
+    EXPECT_IN(l, "] running on worker ");
     free(l);
     struct {
         coru_t *h;
         const char *a, *b;
     } want[] = {
-        {p.recv, "\"receiver\" parked ", ": chan recv 0x"},
-        {p.send, "\"sender\" parked ", ": chan send 0x"},
-        {p.sel, "\"selector\" parked ", ": select of 2 cases, first 0x"},
-        {p.sleeper, "\"sleeper\" parked ", ": sleep, 59."},
-        {p.forever, "\"sleeps-forever\" parked ", ": sleep forever"},
-        {p.joiner, "\"joiner\" parked ", ": join coroutine "},
-        {p.locker, "\"locker\" parked ", ": mutex 0x"},
-        {p.waiter, "\"cond-waiter\" parked ", ": cond 0x"},
-        {p.sema, "\"sema-waiter\" parked ", ": sema 0x"},
-        {p.wg_waiter, "\"a-name-that-is-longer-than-thir\" parked ", ": waitgroup 0x"},
-        {p.reader, "\"reader\" parked ", ": io "},
-        {p.pooled, "\"pooled\" parked ", ": blocking pool running test_debug_pool_job+0x0 ("},
+        {p.recv, "\"receiver\" [", ": chan recv 0x"},
+        {p.send, "\"sender\" [", ": chan send 0x"},
+        {p.sel, "\"selector\" [", ": select of 2 cases, first 0x"},
+        {p.sleeper, "\"sleeper\" [", ": sleep, 59."},
+        {p.forever, "\"sleeps-forever\" [", ": sleep forever"},
+        {p.joiner, "\"joiner\" [", ": join coroutine "},
+        {p.locker, "\"locker\" [", ": mutex 0x"},
+        {p.waiter, "\"cond-waiter\" [", ": cond 0x"},
+        {p.sema, "\"sema-waiter\" [", ": sema 0x"},
+        {p.wg_waiter, "\"a-name-that-is-longer-than-thir\" [", ": waitgroup 0x"},
+        {p.reader, "\"reader\" [", ": io "},
+        {p.pooled, "\"pooled\" [", ": blocking pool running test_debug_pool_job+0x0 ("},
     };
     char parent[48];
     snprintf(parent, sizeof parent, "; parent %llu; spawned at ", (unsigned long long)coru_id(NULL));
@@ -263,6 +264,7 @@ static void *dump_main(void *arg)
         l = line_of(d, coru_id(want[i].h));
         EXPECT_IN(l, want[i].a);
         EXPECT_IN(l, want[i].b);
+        EXPECT_IN(l, "] parked ");
         EXPECT_IN(l, parent);
         EXPECT_IN(l, "spawned at test_debug_go+0x"); /* symbolised */
         free(l);

@@ -131,6 +131,7 @@ int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_a
     coru__reg_set_name(&co->reg, attr ? attr->name : NULL);
     atomic_store_explicit(&co->reg.parent, parent ? parent->id : 0, memory_order_relaxed);
     atomic_store_explicit(&co->reg.site, site, memory_order_relaxed);
+    atomic_store_explicit(&co->reg.fn, (uintptr_t)fn, memory_order_relaxed);
     atomic_store_explicit(&co->reg.kind, CORU__W_NONE, memory_order_relaxed);
     /* release: a walker that reads the id (acquire) sees the fields above */
     atomic_store_explicit(&co->id, coru__next_id(), memory_order_release);

@@ -152,11 +152,25 @@ static void wait_text(const struct coru__reg_entry *e, int64_t now, bool grouped
         snprintf(b + len, n - len, ", deadline in %.3f s", (double)(e->until - now) / 1e9);
 }
 
+/* The function a coroutine runs: its name alone, or the address. */
+static void fn_name(uintptr_t fn, char *out, size_t n)
+{
+    Dl_info di;
+    if (fn && dladdr((void *)fn, &di) && di.dli_sname && (uintptr_t)di.dli_saddr == fn)
+        snprintf(out, n, "%s", di.dli_sname);
+    else
+        coru__symbolize(fn, out, n);
+}
+
 static void line(struct out *o, const struct coru__reg_entry *e, int64_t now)
 {
-    char site[256], wait[320], nm[40] = "";
+    char site[256], wait[320], nm[40 + 256] = "", fn[256];
     coru__symbolize(e->site, site, sizeof site);
-    if (e->name[0]) snprintf(nm, sizeof nm, " \"%s\"", e->name);
+    fn_name(e->fn, fn, sizeof fn);
+    if (e->name[0])
+        snprintf(nm, sizeof nm, " \"%s\" [%s]", e->name, fn);
+    else
+        snprintf(nm, sizeof nm, " [%s]", fn);
     switch (state_of(e)) {
     case ST_RUNNING:
         put(o, "coroutine %llu%s running on worker %d; parent %llu; spawned at %s\n", (unsigned long long)e->id, nm,

@@ -152,6 +152,7 @@ static bool read_slot(struct coru_co *co, struct coru__reg_entry *e, struct coru
     e->id = id;
     e->parent = atomic_load_explicit(&r->parent, memory_order_relaxed);
     e->site = atomic_load_explicit(&r->site, memory_order_relaxed);
+    e->fn = atomic_load_explicit(&r->fn, memory_order_relaxed);
     e->kind = atomic_load_explicit(&r->kind, memory_order_relaxed);
     e->ext = atomic_load_explicit(&r->ext, memory_order_relaxed);
     e->wait_obj = atomic_load_explicit(&r->obj, memory_order_relaxed);

@@ -62,6 +62,7 @@ struct coru__reg {
     _Atomic uint64_t name[4];    /* up to 31 bytes and a NUL, zero padded */
     _Atomic uint64_t parent;     /* spawner's id; 0: a plain thread */
     _Atomic uintptr_t site;      /* return address of the coru_spawn/coru_go call */
+    _Atomic uintptr_t fn;        /* the function it runs */
     _Atomic int kind;            /* enum coru__wait_kind of the last park */
     _Atomic bool ext;            /* the object has been used by a plain
                                     thread, which may wake it later */
@@ -108,7 +109,7 @@ void coru__reg_give(struct coru_co *list);
 struct coru__reg_entry {
     uint64_t id, parent;
     int64_t wait_arg;
-    uintptr_t site, wait_obj;
+    uintptr_t site, fn, wait_obj;
     int64_t until, since;
     int kind;
     int pstate;      /* sched.h's CO_* */
