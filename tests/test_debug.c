@@ -519,6 +519,29 @@ static void *dl_main(void *arg)
 
 static void *dl_report_main(void *arg);
 
+static int deep(int n)
+{
+    volatile char frame[512];
+    frame[0] = (char)n;
+    return n > 100000 ? 0 : deep(n + 1) + frame[0];
+}
+
+static void *overflow_co(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)deep(0);
+}
+
+static void *overflow_main(void *arg)
+{
+    (void)arg;
+    struct coru_attr at = {.stack_size = 16384, .name = "deep"};
+    coru_t *h;
+    coru_spawn(&h, overflow_co, NULL, &at);
+    coru_join(h, NULL);
+    return NULL;
+}
+
 /* The runs that abort or never end run in a child: this program again
  * (posix_spawn: TSan refuses threads after a fork of a threaded process),
  * which runs the scenario named by TEST_DEBUG_CHILD before main. */
@@ -530,6 +553,9 @@ __attribute__((constructor)) static void child_scenario(void)
         struct coru_opts o = {.workers = 2, .io = atoi(c + 6), .deadlock = CORU_DEADLOCK_ABORT,
                               .deadlock_grace_ms = 300};
         coru_run(dl_main, NULL, &o);
+    } else if (!strcmp(c, "overflow")) {
+        struct coru_opts o = {.workers = 1};
+        coru_run(overflow_main, NULL, &o);
     } else if (!strcmp(c, "report")) {
         alarm(2); /* the run keeps waiting: SIGALRM ends it after the report */
         struct coru_opts o = {.workers = 1, .deadlock_grace_ms = 300};
@@ -684,4 +710,12 @@ Test(debug, the_default_reports_once_and_keeps_waiting, .timeout = 30)
     cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM, "status %#x: %s", st, buf);
     cr_expect_eq(count_of(buf, "coru: deadlock: all 1 coroutines are parked"), 1, "%s", buf);
     cr_expect(strstr(buf, "keeping on waiting"), "%s", buf);
+}
+
+Test(debug, a_stack_overflow_names_the_coroutine, .timeout = 30)
+{
+    char buf[8192];
+    int st = run_child("overflow", buf, sizeof buf);
+    cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %#x: %s", st, buf);
+    cr_expect(strstr(buf, "coru: coroutine 2 \"deep\" overflowed its stack (16384 bytes)\n"), "%s", buf);
 }

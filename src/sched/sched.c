@@ -930,6 +930,7 @@ static void prepare(struct coru__worker *w, struct coru_co *co)
     if (rc) CORU_PANIC("no memory for the stack of coroutine %llu (%zu bytes): %d",
                        (unsigned long long)co->id, coru__stack_round(co->stack_size), rc);
     co->stack->owner_id = co->id;
+    co->stack->owner_name = co->reg.name;
     coru__ctx_make(&co->ctx, co->stack, coru__co_entry, co);
 }
 

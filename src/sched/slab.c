@@ -239,7 +239,7 @@ size_t coru__slab_take(size_t size, bool gm, size_t want, struct coru__stack **o
         s->next = list;
         list = s;
     }
-    for (struct coru__stack *s = list; s; s = s->next) s->owner_id = 0;
+    for (struct coru__stack *s = list; s; s = s->next) s->owner_id = 0, s->owner_name = NULL;
     *out = list;
     return n;
 }

@@ -412,6 +412,7 @@ int coru__stack_alloc(struct coru__stack_pool *p, size_t size, struct coru__stac
             p->count--;
             s->next = NULL;
             s->owner_id = 0;
+            s->owner_name = NULL;
             *out = s;
             return 0;
         }

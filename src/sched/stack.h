@@ -62,6 +62,8 @@ struct coru__stack {
     struct coru__stack *next; /* free-list link; owner: the list holding it */
     uint64_t owner_id;      /* id of the coroutine using it (0: none), for
                                overflow messages; written by the user */
+    const _Atomic uint64_t *owner_name; /* its registry name (4 words,
+                               registry.h) or NULL; written by the user */
     uint32_t flags;         /* CORU__STACK_GUARDED, CORU__STACK_SLAB, or
                                neither: an unguarded mapping of its own */
     uint32_t vg_id;         /* valgrind stack id while registered, else 0 */
@@ -80,6 +82,7 @@ static inline struct coru__stack *coru__stack_desc_init(struct coru__stack *s, c
     s->map_len = map_len;
     s->next = NULL;
     s->owner_id = 0;
+    s->owner_name = NULL;
     s->flags = flags;
     s->vg_id = 0;
     return s;

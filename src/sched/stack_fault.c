@@ -61,9 +61,22 @@ static size_t put_u64(char *buf, size_t at, uint64_t v)
 
 void coru__stack_report_overflow(const struct coru__stack *s)
 {
-    char msg[128];
+    char msg[192];
     size_t n = put_str(msg, 0, "coru: coroutine ");
     n = put_u64(msg, n, s->owner_id);
+    if (s->owner_name) { /* its name, read word by word as the dump does */
+        union {
+            uint64_t w[4];
+            char c[32];
+        } nm;
+        for (int i = 0; i < 4; i++) nm.w[i] = atomic_load_explicit(&s->owner_name[i], memory_order_relaxed);
+        nm.c[31] = 0;
+        if (nm.c[0]) {
+            n = put_str(msg, n, " \"");
+            n = put_str(msg, n, nm.c);
+            n = put_str(msg, n, "\"");
+        }
+    }
     n = put_str(msg, n, " overflowed its stack (");
     n = put_u64(msg, n, s->size);
     n = put_str(msg, n, " bytes)\n");
