@@ -47,6 +47,7 @@
 #include <time.h>
 
 #include "coru.h"
+#include "sched/dump.h"
 #include "sched/sched.h"
 #include "sched/waiter.h"
 
@@ -246,7 +247,9 @@ static int run_blocking(void *(*fn)(void *arg), void *arg, void **result, int64_
     if (coru__self_cancelled()) return -ECANCELED; /* it wins over -ETIMEDOUT (coru.h) */
     if (coru__dl_passed(deadline)) return -ETIMEDOUT;
     if (!coru__co_self()) { /* a plain thread may block itself */
+        atomic_fetch_add_explicit(&coru__ext_blocked, 1, memory_order_relaxed); /* see dump.h */
         void *r = fn(arg);
+        atomic_fetch_sub_explicit(&coru__ext_blocked, 1, memory_order_relaxed);
         if (result) *result = r;
         return 0;
     }

@@ -23,6 +23,7 @@
  *     an EAGAIN and the park.
  */
 #include "io/io.h"
+#include "sched/dump.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -461,8 +462,12 @@ static int poll_plain(int fd, int dir, int64_t deadline)
         int64_t left = deadline - coru__now_ns();
         ms = left / 1000000 >= INT_MAX ? INT_MAX : (int)((left + 999999) / 1000000);
     }
+    /* a plain thread inside a coru call: no deadlock report meanwhile */
+    atomic_fetch_add_explicit(&coru__ext_blocked, 1, memory_order_relaxed);
     int n = poll(&p, 1, ms);
-    if (n < 0) return errno == EINTR ? 0 : -errno;
+    int err = errno;
+    atomic_fetch_sub_explicit(&coru__ext_blocked, 1, memory_order_relaxed);
+    if (n < 0) return err == EINTR ? 0 : -err;
     if (n == 0) return -ETIMEDOUT;
     if (p.revents & POLLNVAL) return -EBADF;
     return 0;

@@ -183,7 +183,7 @@ static void line(struct out *o, const struct coru__reg_entry *e, int64_t now)
     default:
         wait_text(e, now, false, wait, sizeof wait);
         put(o, "coroutine %llu%s parked %.2f s: %s; parent %llu; spawned at %s\n", (unsigned long long)e->id, nm,
-            (double)(now - e->since) / 1e9, wait, (unsigned long long)e->parent, site);
+            (double)(now > e->since ? now - e->since : 0) / 1e9, wait, (unsigned long long)e->parent, site);
     }
 }
 

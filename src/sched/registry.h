@@ -22,8 +22,10 @@
  *   - wait: what the coroutine parks on, set by the parking call before
  *     it parks (coru__reg_wait) and left in place when it wakes: whether
  *     it is parked now is pstate's answer (sched.h), not the wait's.
- *   - since: when it parked, on the coarse monotonic clock (a vDSO read
- *     of a few ns, resolution a jiffy), once per park.
+ *   - since: when it parked, as the worker's clock of its last scheduling
+ *     round (coarse, refreshed every 16 switches and on waking from idle:
+ *     a clock read per park measured 3% on pingpong), so it may be early
+ *     by the time the coroutine ran before parking.
  * Chunks are linked into reg.head; a chunk is only unlinked (and freed)
  * under reg_lock, which the walkers hold too. gdb reads the same list
  * (tools/coru-gdb.py): keep the names of these fields in step with it.
@@ -88,11 +90,10 @@ static inline void coru__reg_wait(struct coru__reg *r, int kind, const void *obj
     atomic_store_explicit(&r->ext, ext, memory_order_relaxed);
 }
 
-/* At the park itself: its deadline, and the time. */
+/* At the park itself: its deadline (the time is set by coru__park). */
 static inline void coru__reg_parking(struct coru__reg *r, int64_t until)
 {
     atomic_store_explicit(&r->until, until, memory_order_relaxed);
-    atomic_store_explicit(&r->since, coru__coarse_ns(), memory_order_relaxed);
 }
 
 /* Sets or reads a name (truncated to 31 bytes; NULL or "" clears it). */

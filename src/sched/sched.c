@@ -598,6 +598,7 @@ static struct coru_co *next_local(struct coru__worker *w)
      * fires them on time from its wait. */
     if (w->tick % TIMER_INTERVAL == 0) {
         atomic_store_explicit(&w->tick_pub, w->tick, memory_order_relaxed);
+        w->coarse_now = coru__coarse_ns();
         if (coru__theap_next(&w->timers) != INT64_MAX) fire_timers(w);
         poll_engine(w, false);
         inbox_drain(w);
@@ -726,7 +727,9 @@ static void leave_idle(struct coru__worker *w, bool search)
     if (listed && spin) atomic_fetch_add_explicit(&rt.nspinning, 1, memory_order_seq_cst);
     w->spinning = spin;
     if (search) w->packing = false;
-    atomic_store_explicit(&w->idle_at, coru__now_ns(), memory_order_relaxed);
+    int64_t now = coru__now_ns();
+    w->coarse_now = now;
+    atomic_store_explicit(&w->idle_at, now, memory_order_relaxed);
 }
 
 /* I1-I4 of the idling protocol. Returns when there may be work: either a
@@ -1012,6 +1015,7 @@ void coru__co_started(void)
 void coru__park(void)
 {
     struct coru__worker *w = coru__worker_self();
+    atomic_store_explicit(&w->cur->reg.since, w->coarse_now, memory_order_relaxed);
     switch_out(w, w->cur, POST_PARK);
 }
 

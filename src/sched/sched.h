@@ -108,6 +108,9 @@ struct coru__worker {
     struct coru__engine *eng;    /* created on the worker thread */
     struct coru__theap timers;   /* armed and fired by the owner; disarmed by anyone */
     uint64_t tick;
+    int64_t coarse_now;          /* coru__coarse_ns() as of the last
+                                    TIMER_INTERVAL round or wake from idle;
+                                    stamps parks (registry.h). Owner only */
     int64_t last_trim;           /* when go_idle last trimmed the stack depot */
     uint32_t rng;
     bool spinning;               /* counted in rt.nspinning */
