@@ -236,7 +236,7 @@ static void uop_complete(struct coru__engine_op *op, int res)
     struct coru__uop *u = (struct coru__uop *)op;
     u->res = res;
     u->completed = true;
-    coru__engine_tls->ops_inflight--;
+    coru__engine_tls->head.ops_inflight--;
     if (coru__waiter_claim(&u->w)) coru__waiter_wake(&u->w, 0, 0);
 }
 
@@ -339,7 +339,7 @@ int coru__io_uring_op(struct coru__engine *e, int fd, coru__prep_fn prep, void *
         io_uring_prep_link_timeout(t, &ts, IORING_TIMEOUT_ABS);
         io_uring_sqe_set_data64(t, CORU__TAG_TIMEOUT);
     }
-    e->ops_inflight++;
+    e->head.ops_inflight++;
     if (rc == 1) coru__io_post_cancel(co);
     coru__waiter_block_uncancellable(&u.w);
     coru__timer_disarm(&u.tm); /* waits out a firing in progress */
@@ -426,6 +426,32 @@ static void close_uops(struct coru__fdstate *fs)
         coru__unlock(&co->wait_lock);
         coru__io_post_cancel(co);
     }
+}
+
+/* ---------------------------------------------------------------- the scheduler's calls
+ *
+ * engine.h's interface for src/sched, which includes no other src/io
+ * header: these forward to the I/O core's own functions. */
+
+void coru__engine_run_begin(void)
+{
+    /* relaxed: the workers read it after their creation, which orders it */
+    atomic_fetch_add_explicit(&coru__io_epoch, 1, memory_order_relaxed);
+}
+
+void coru__engine_service(struct coru__engine *e)
+{
+    coru__io_drain_cancels(e);
+}
+
+void coru__engine_quiesce(struct coru__engine *e)
+{
+    coru__io_quiesce(e); /* accept.c: multishots armed on e */
+}
+
+void coru__engine_cancel_op(struct coru_co *co)
+{
+    coru__io_post_cancel(co);
 }
 
 /* ---------------------------------------------------------------- epoll */

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/engine.h"
 #include "sched/depot.h"
 #include "sched/sched.h"
 #include "sched/waiter.h"
@@ -249,7 +250,7 @@ int coru_cancel(coru_t *h)
     if (!h->finished && w && coru__waiter_claim(w)) coru__waiter_wake(w, -ECANCELED, -1);
     bool io = h->io_op != NULL; /* parked in an io_uring op: only its ring can end it */
     coru__unlock(&h->wait_lock);
-    if (io) coru__io_post_cancel(h);
+    if (io) coru__engine_cancel_op(h);
     return 0;
 }
 

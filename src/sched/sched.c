@@ -49,8 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/engine_impl.h"
-#include "io/io.h"
+#include "io/engine.h"
 #include "sched/lock.h"
 #include "sched/sched.h"
 
@@ -563,12 +562,10 @@ static int fire_timers(struct coru__worker *w)
 static int poll_engine(struct coru__worker *w, bool force)
 {
     struct coru__engine *e = w->eng;
-    coru__io_drain_cancels(e);
-    if (e->kind == CORU__ENGINE_URING) {
-        if (!e->ops_inflight && !io_uring_sq_ready(&e->u.ring)) return 0;
-    } else if (!force && w->tick % (4 * TIMER_INTERVAL) != 0) {
+    coru__engine_service(e);
+    if (!coru__engine_pending(e)) return 0; /* io_uring: nothing in flight or queued */
+    if (coru__engine_poll_costly(e) && !force && w->tick % (4 * TIMER_INTERVAL) != 0)
         return 0; /* epoll: every registered fd may have news; poll less often */
-    }
     begin_batch(w);
     int n = coru__engine_wait(e, 0);
     end_batch(w);
@@ -581,8 +578,7 @@ static int poll_engine(struct coru__worker *w, bool force)
  * arrives there. Owner only. */
 static bool io_pending(struct coru__worker *w)
 {
-    struct coru__engine *e = w->eng;
-    return e->kind == CORU__ENGINE_URING ? e->ops_inflight != 0 : true;
+    return coru__engine_inflight(w->eng);
 }
 
 /* The fast path shared by the scheduler loop and direct switches: the
@@ -787,7 +783,7 @@ static void go_idle(struct coru__worker *w)
         int rc = coru__engine_wait(w->eng, timeout);
         if (!watch) atomic_fetch_sub_explicit(&rt.nunwatched, 1, memory_order_relaxed);
         if (rc < 0) CORU_PANIC("engine wait failed: %d", rc);
-        coru__io_drain_cancels(w->eng);
+        coru__engine_service(w->eng);
         /* I/O or timers made work: ours, or a stuck worker's due ones */
         int fired = rc + (next != INT64_MAX ? coru__theap_fire(&w->timers, coru__now_ns(), true) : 0);
         bool stuck = false;
@@ -1153,7 +1149,7 @@ static void *worker_main(void *p)
     if (w->id == 0 && !atomic_load(&rt.start_err)) ext_open_run();
     pthread_barrier_wait(&rt.open_bar);
     if (!atomic_load(&rt.start_err)) sched_loop(w);
-    if (w->eng) coru__io_quiesce(w->eng); /* multishots armed on our ring */
+    if (w->eng) coru__engine_quiesce(w->eng); /* multishots armed on our ring */
     /* All workers agree the run is over before any engine goes away, so
      * no wake can target a destroyed engine. */
     pthread_barrier_wait(&rt.stop_bar);
@@ -1236,7 +1232,7 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
     int rc = coru__engine_select((int)o.io);
     if (rc < 0) goto out_state;
     coru__stack_set_default(o.stack_size);
-    atomic_fetch_add_explicit(&coru__io_epoch, 1, memory_order_relaxed); /* io.h; ordered by thread creation */
+    coru__engine_run_begin(); /* before any worker starts */
 
     struct coru__worker *ws = aligned_alloc(CORU_CACHELINE, sizeof *ws * n);
     if (!ws) {

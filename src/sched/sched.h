@@ -180,11 +180,6 @@ void coru__ready(struct coru_co *co);
 /* References on a coroutine struct (coro.c). */
 void coru__co_ref(struct coru_co *co);
 void coru__co_unref(struct coru_co *co);
-/* Asks the owner of co's ring to cancel its op in flight (io.c). */
-void coru__io_post_cancel(struct coru_co *co);
-struct coru__engine;
-/* Owner: submits the cancels posted to e (io.c). */
-void coru__io_drain_cancels(struct coru__engine *e);
 
 /* Spawn internals, also used by coru_run for the main coroutine. */
 int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_attr *attr, int refs);
