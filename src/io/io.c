@@ -508,12 +508,12 @@ int coru__io_wait_fd(struct coru__engine *e, int fd, int dir, int64_t deadline)
     /* relaxed: written before the workers start (thread creation orders it) */
     unsigned epoch = atomic_load_explicit(&coru__io_epoch, memory_order_relaxed);
     if (fs->eng && fs->epoch != epoch) fs->eng = NULL; /* registered in an earlier run */
-    struct coru__worker *self = coru__worker_self();
-    unsigned wid = self ? self->id : UINT_MAX;
+    int self = coru_worker(); /* -1 off the workers */
+    unsigned wid = self >= 0 ? (unsigned)self : UINT_MAX;
     if (fs->eng && fs->eng != e && wid < fs->wid) {
         /* Readiness goes to the epoll it is registered in, and wakes the
          * coroutine on that worker. When the scheduler packs work onto
-         * lower workers (sched.c), the registration follows it down, and
+         * lower workers (sched/pack.c), the registration follows it down, and
          * only down, so it settles instead of bouncing. Another worker's
          * epoll may be reporting the fd at this moment: fs_complete is
          * indifferent to which one does, under fs->lock. */

@@ -124,7 +124,7 @@ static long sys_writev(struct op *o);
 
 /* SIGPIPE. A write to a pipe or FIFO whose reader has gone raises
  * SIGPIPE on the writing thread (sockets are written with MSG_NOSIGNAL
- * and never do). Workers run with SIGPIPE blocked (sched.c), so there it
+ * and never do). Workers run with SIGPIPE blocked (run.c), so there it
  * stays pending on the thread, harmlessly, and the write returns -EPIPE;
  * io-wq threads block every signal. A plain thread is the application's:
  * its write of a non-socket blocks SIGPIPE around the one system call
