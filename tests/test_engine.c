@@ -190,7 +190,7 @@ static void *waker_main(void *arg)
     atomic_store_explicit(&w->news, 1, memory_order_release); /* pairs with acquire in wait_for_wake */
     for (int i = 0; i < w->wakes; i++) coru__engine_wake(w->target);
     if (own) {
-        if (own->kind == CORU__ENGINE_URING) {
+        if (own->head.kind == CORU__ENGINE_URING) {
             w->msg_sent = own->u.msg_sent;
             w->msg_failed = own->u.msg_failed;
         }
@@ -326,7 +326,7 @@ static void *pp_side(void *arg)
     /* Every wake aimed at e has returned once both pass the barrier. The
      * peer's last message may still be on its way: destroy copes. */
     pthread_barrier_wait(&pp->done);
-    if (e->kind == CORU__ENGINE_URING) {
+    if (e->head.kind == CORU__ENGINE_URING) {
         pp->msg_sent[me] = e->u.msg_sent;
         pp->msg_failed[me] = e->u.msg_failed;
     }

@@ -460,7 +460,7 @@ __attribute__((constructor)) static void net_helper(void)
 
 /* Light load: 8 clients, each a round trip of 64 bytes every 2 ms against
  * the echo server, 2 workers. Far less than one worker can serve, so the
- * scheduler packs the I/O onto worker 0 (sched.c, packing): in the last
+ * scheduler packs the I/O onto worker 0 (sched/pack.c): in the last
  * third of the run the clients should find themselves there nearly
  * always, while every byte comes back as sent. */
 enum { PK_CLIENTS = 8, PK_ROUNDS = 240, PK_TAIL = PK_ROUNDS / 3 };

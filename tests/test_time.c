@@ -311,7 +311,7 @@ Test(time, a_million_scrambled_deadlines_wake_in_order_within_the_slack, .timeou
 
 /* A 10 ms sleeper parked on the worker where a coroutine then computes
  * for 300 ms without yielding: the idle worker fires its timer (the
- * watchdog in sched.c, go_idle) and runs it, instead of leaving it to
+ * watchdog in sched/idle.c, coru__go_idle) and runs it, instead of leaving it to
  * wake 290 ms late. It only proves something when the two really shared
  * a worker, so rounds repeat until they did. */
 struct busy_pair {
@@ -499,8 +499,8 @@ Test(time, cancel_wakes_a_ten_second_sleep_with_ecanceled, .timeout = 30)
 /* Two coroutines due at the same instant, on two workers: whichever runs
  * first computes (without yielding) until the other has started, for at
  * most 3 s. Woken together on one worker, the second sits in that worker's
- * queue behind the computation; the other worker's watchdog (sched.c,
- * go_idle) finds that worker saturated and takes it, so the computation
+ * queue behind the computation; the other worker's watchdog (sched/idle.c,
+ * coru__go_idle) finds that worker saturated and takes it, so the computation
  * ends early. Had they been on different workers, it ends early too. */
 struct hog_pair {
     int64_t due;

@@ -13,7 +13,7 @@
  *   - At most one multishot is armed per listener, on the ring of `eng`
  *     (NULL: none). Only that ring's owner handles its CQEs and clears
  *     `eng`, when the last CQE (no IORING_CQE_F_MORE) arrives. While
- *     armed it counts in eng->ops_inflight and sits in eng->msa_armed.
+ *     armed it counts in eng->head.ops_inflight and sits in eng->msa_armed.
  *   - No fd is lost: each accepted fd goes to exactly one claimed waiter
  *     (waiter.h protocol, msa.lock as the queue lock) or into `q`, which
  *     grows as needed. At Q_HIGH queued fds the owner cancels the
@@ -117,7 +117,7 @@ static void arm(struct coru__msa *m, struct coru__engine *e)
     m->eng = e;
     m->next = e->msa_armed;
     e->msa_armed = m;
-    e->ops_inflight++;
+    e->head.ops_inflight++;
 }
 
 /* Queues a cancel of m's multishot on its owner's ring, once: for a
@@ -165,7 +165,7 @@ static void msa_complete(struct coru__engine_op *op, int res)
     }
     /* The multishot is over. */
     unlist_armed(e, m);
-    e->ops_inflight--;
+    e->head.ops_inflight--;
     m->eng = NULL;
     m->cancel_sent = false;
     if (m->closing) {
@@ -305,7 +305,7 @@ void coru__msa_drain_cancels(struct coru__engine *e)
 
 void coru__io_quiesce(struct coru__engine *e)
 {
-    if (e->kind != CORU__ENGINE_URING) return;
+    if (e->head.kind != CORU__ENGINE_URING) return;
     for (int rounds = 0;; rounds++) {
         coru__msa_drain_cancels(e);
         for (struct coru__msa *m = e->msa_armed; m; m = m->next) {

@@ -115,7 +115,7 @@ int coru__engine_create(struct coru__engine **out)
 
     struct coru__engine *e = calloc(1, sizeof *e);
     if (!e) return -ENOMEM;
-    e->kind = kind;
+    e->head.kind = kind;
     e->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (e->wake_fd < 0) {
         int err = -errno;
@@ -138,7 +138,7 @@ void coru__engine_destroy(struct coru__engine *e)
 {
     if (!e) return;
     CORU_ASSERT(coru__engine_tls == e);
-    if (e->kind == CORU__ENGINE_URING)
+    if (e->head.kind == CORU__ENGINE_URING)
         coru__uring_destroy(e);
     else
         coru__epoll_destroy(e);
@@ -157,7 +157,7 @@ int coru__engine_wait(struct coru__engine *e, int64_t timeout_ns)
         e->self_wake = false;
         timeout_ns = 0;
     }
-    if (e->kind == CORU__ENGINE_URING) return coru__uring_wait(e, timeout_ns);
+    if (e->head.kind == CORU__ENGINE_URING) return coru__uring_wait(e, timeout_ns);
     return coru__epoll_wait(e, timeout_ns);
 }
 
@@ -182,9 +182,9 @@ void coru__engine_wake(struct coru__engine *target)
         target->self_wake = true;
         return;
     }
-    /* target->kind and the capability bits are immutable after create. */
-    if (self && self->kind == CORU__ENGINE_URING && self->u.msg_ring &&
-        target->kind == CORU__ENGINE_URING) {
+    /* target->head.kind and the capability bits are immutable after create. */
+    if (self && self->head.kind == CORU__ENGINE_URING && self->u.msg_ring &&
+        target->head.kind == CORU__ENGINE_URING) {
         if (coru__uring_send_wake(self, target) == 0) return;
     }
     coru__engine_fd_wake(target->wake_fd);

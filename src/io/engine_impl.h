@@ -7,8 +7,9 @@
  *   - An engine belongs to the thread that created it (its owner). Only the
  *     owner creates, waits on, submits to and destroys it, and only the
  *     owner reads or writes the fields marked "owner".
- *   - kind, wake_fd, uring.ring_fd and the capability bits are written once
- *     in create, before the engine pointer is published, and never change.
+ *   - head.kind, head's SQ pointers, wake_fd, uring.ring_fd and the
+ *     capability bits are written once in create, before the engine
+ *     pointer is published, and never change.
  *     Other threads read only those (in coru__engine_wake). The scheduler
  *     publishes the pointer with a release/acquire pair or a lock, which is
  *     what makes those plain reads safe.
@@ -36,6 +37,7 @@
 
 #include <liburing.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "io/engine.h"
@@ -90,8 +92,10 @@ struct coru_co;
 struct coru__msa;
 
 struct coru__engine {
-    enum coru__engine_kind kind; /* immutable */
-    uint32_t ops_inflight;       /* owner: io_uring ops submitted, not completed */
+    struct coru__engine_head head; /* first: kind, ops_inflight and the SQ
+                                   counters the scheduler's inline checks
+                                   read (engine.h, which has their
+                                   ownership) */
     struct coru__lock cancel_lock; /* guards cancel_head */
     _Atomic(struct coru_co *) cancel_head; /* coroutines whose op the owner
                                    must cancel (io.c); written under
@@ -111,6 +115,10 @@ struct coru__engine {
     };
 };
 
+/* engine.h's coru__engine_head_of reads the head through the engine
+ * pointer itself. */
+_Static_assert(offsetof(struct coru__engine, head) == 0, "the engine head must come first");
+
 /* The calling thread's engine (set by create, cleared by destroy). */
 extern __thread struct coru__engine *coru__engine_tls;
 
@@ -123,7 +131,8 @@ void coru__engine_fd_wake(int fd);
 
 /* Creates and tears down probe rings on the calling thread; fills *caps. */
 void coru__uring_probe(struct coru__uring_caps *caps);
-/* Owner thread. e->kind and e->wake_fd are set by the caller. */
+/* Owner thread. e->head.kind and e->wake_fd are set by the caller; it
+ * sets e->head's SQ pointers. */
 int coru__uring_create(struct coru__engine *e, const struct coru__uring_caps *caps);
 void coru__uring_destroy(struct coru__engine *e);
 int coru__uring_wait(struct coru__engine *e, int64_t timeout_ns);

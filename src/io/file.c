@@ -77,7 +77,7 @@ static long run_fop(struct fop *f, int64_t deadline)
     if (use && !coru__fd_use(f->fd)) return -EBADF;
     long r;
     struct coru__engine *e = coru__io_engine();
-    if (e && e->kind == CORU__ENGINE_URING) {
+    if (e && e->head.kind == CORU__ENGINE_URING) {
         r = coru__io_uring_op(e, use ? f->fd : -1, prep_fop, f, deadline);
     } else if (e) {
         int rc = coru_blocking_dl(sys_fop, f, NULL, deadline);

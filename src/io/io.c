@@ -237,7 +237,7 @@ static void uop_complete(struct coru__engine_op *op, int res)
     struct coru__uop *u = (struct coru__uop *)op;
     u->res = res;
     u->completed = true;
-    coru__engine_tls->ops_inflight--;
+    coru__engine_tls->head.ops_inflight--;
     if (coru__waiter_claim(&u->w)) coru__waiter_wake(&u->w, 0, 0);
 }
 
@@ -341,7 +341,7 @@ int coru__io_uring_op(struct coru__engine *e, int fd, coru__prep_fn prep, void *
         io_uring_prep_link_timeout(t, &ts, IORING_TIMEOUT_ABS);
         io_uring_sqe_set_data64(t, CORU__TAG_TIMEOUT);
     }
-    e->ops_inflight++;
+    e->head.ops_inflight++;
     if (rc == 1) coru__io_post_cancel(co);
     coru__waiter_block_uncancellable(&u.w);
     coru__timer_disarm(&u.tm); /* waits out a firing in progress */
@@ -430,6 +430,32 @@ static void close_uops(struct coru__fdstate *fs)
     }
 }
 
+/* ---------------------------------------------------------------- the scheduler's calls
+ *
+ * engine.h's interface for src/sched, which includes no other src/io
+ * header: these forward to the I/O core's own functions. */
+
+void coru__engine_run_begin(void)
+{
+    /* relaxed: the workers read it after their creation, which orders it */
+    atomic_fetch_add_explicit(&coru__io_epoch, 1, memory_order_relaxed);
+}
+
+void coru__engine_service(struct coru__engine *e)
+{
+    coru__io_drain_cancels(e);
+}
+
+void coru__engine_quiesce(struct coru__engine *e)
+{
+    coru__io_quiesce(e); /* accept.c: multishots armed on e */
+}
+
+void coru__engine_cancel_op(struct coru_co *co)
+{
+    coru__io_post_cancel(co);
+}
+
 /* ---------------------------------------------------------------- epoll */
 
 static void fs_complete(struct coru__engine_op *op, int events)
@@ -488,12 +514,12 @@ int coru__io_wait_fd(struct coru__engine *e, int fd, int dir, int64_t deadline)
     /* relaxed: written before the workers start (thread creation orders it) */
     unsigned epoch = atomic_load_explicit(&coru__io_epoch, memory_order_relaxed);
     if (fs->eng && fs->epoch != epoch) fs->eng = NULL; /* registered in an earlier run */
-    struct coru__worker *self = coru__worker_self();
-    unsigned wid = self ? self->id : UINT_MAX;
+    int self = coru_worker(); /* -1 off the workers */
+    unsigned wid = self >= 0 ? (unsigned)self : UINT_MAX;
     if (fs->eng && fs->eng != e && wid < fs->wid) {
         /* Readiness goes to the epoll it is registered in, and wakes the
          * coroutine on that worker. When the scheduler packs work onto
-         * lower workers (sched.c), the registration follows it down, and
+         * lower workers (sched/pack.c), the registration follows it down, and
          * only down, so it settles instead of bouncing. Another worker's
          * epoll may be reporting the fd at this moment: fs_complete is
          * indifferent to which one does, under fs->lock. */

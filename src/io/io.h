@@ -28,6 +28,7 @@
 #include "sched/waiter.h"
 
 struct coru__waiter;
+struct coru_co;
 
 /* Per-fd state, created on first use and never freed (fds are reused). */
 struct coru__fdstate {
@@ -67,9 +68,10 @@ struct coru__fdstate {
 bool coru__fd_use(int fd);
 void coru__fd_unuse(int fd);
 
-/* Bumped by coru_run at every start: a registration made in an earlier
- * run names an engine that no longer exists, so fd states whose epoch is
- * not the current one count as unregistered. */
+/* Bumped at every start of a run (coru__engine_run_begin, from
+ * coru_run): a registration made in an earlier run names an engine that
+ * no longer exists, so fd states whose epoch is not the current one count
+ * as unregistered. */
 extern _Atomic unsigned coru__io_epoch;
 
 /* The state record of fd (>= 0), never NULL for fd < 2^20; NULL above. */
@@ -120,5 +122,13 @@ void coru__msa_drain_cancels(struct coru__engine *e);
 /* Owner, at the end of a run, before the engine is destroyed: ends every
  * multishot armed on e and waits for their last completions. */
 void coru__io_quiesce(struct coru__engine *e);
+
+/* Cancellation of io_uring ops (the cancel inbox of an engine, io.c).
+ * Any thread: asks the owner of co's ring to cancel co's op in flight
+ * (coru__engine_cancel_op for coru_cancel; coru_close). */
+void coru__io_post_cancel(struct coru_co *co);
+/* Owner: submits the cancels posted to e, and those of closed listeners'
+ * multishot accepts (coru__engine_service). */
+void coru__io_drain_cancels(struct coru__engine *e);
 
 #endif

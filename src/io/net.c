@@ -124,7 +124,7 @@ static long sys_writev(struct op *o);
 
 /* SIGPIPE. A write to a pipe or FIFO whose reader has gone raises
  * SIGPIPE on the writing thread (sockets are written with MSG_NOSIGNAL
- * and never do). Workers run with SIGPIPE blocked (sched.c), so there it
+ * and never do). Workers run with SIGPIPE blocked (run.c), so there it
  * stays pending on the thread, harmlessly, and the write returns -EPIPE;
  * io-wq threads block every signal. A plain thread is the application's:
  * its write of a non-socket blocks SIGPIPE around the one system call
@@ -193,7 +193,7 @@ static int run_once(struct op *o, coru__prep_fn prep, long (*sys)(struct op *), 
             if (rc) return rc;
         }
     }
-    if (e && e->kind == CORU__ENGINE_URING) {
+    if (e && e->head.kind == CORU__ENGINE_URING) {
         /* Try the system call first where that is the whole job or the
          * only chance: a socket write usually fits the send buffer (one
          * non-blocking send saves a trip through the ring and a park); a
@@ -359,7 +359,7 @@ int coru_tcp_accept_dl(int lfd, struct sockaddr *peer, unsigned *peerlen, int64_
     }
     o.alen = &o.alen_val;
     struct coru__engine *e = coru__io_engine();
-    if (e && e->kind == CORU__ENGINE_URING && e->u.multishot_accept && lfd >= 0) {
+    if (e && e->head.kind == CORU__ENGINE_URING && e->u.multishot_accept && lfd >= 0) {
         /* One multishot per listener (accept.c); it gives no addresses. */
         int fd = coru__msa_accept(e, lfd, deadline);
         if (fd != -ENOSYS) {

@@ -241,6 +241,12 @@ int coru__uring_create(struct coru__engine *e, const struct coru__uring_caps *ca
     if (ret < 0) return ret;
     u->ring_fd = u->ring.ring_fd;
     u->setup_flags = caps->setup_flags;
+    /* engine.h's coru__engine_pending computes io_uring_sq_ready from
+     * these, which is exact without SQPOLL (then only our own submits
+     * move the head). */
+    CORU_ASSERT(!(u->ring.flags & IORING_SETUP_SQPOLL));
+    e->head.sq_khead = u->ring.sq.khead;
+    e->head.sq_tail = &u->ring.sq.sqe_tail;
     u->msg_ring = caps->msg_ring;
     u->msg_skip = caps->msg_skip;
     u->multishot_accept = caps->multishot_accept && !getenv("CORU_NO_MULTISHOT");

@@ -19,19 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/engine.h"
 #include "sched/depot.h"
+#include "sched/rt.h"
 #include "sched/sched.h"
 #include "sched/waiter.h"
-
-
-void coru__schedule_new(struct coru_co *co);
-void coru__count_spawn(void);
-void coru__co_started(void);
-int coru__ext_spawn_begin(void);
-void coru__ext_spawn_end(void);
-void coru__exit_switch(void);
-void coru__co_entry(void *p);
-void coru__co_finished(struct coru__worker *w, struct coru_co *co);
 
 static _Atomic uint64_t next_id = 1;
 
@@ -85,7 +77,6 @@ static void co_release(struct coru_co *co)
 
 /* Frees a worker's cached structs and the depot's; called by each worker
  * when a run ends. */
-void coru__co_cache_drain(struct coru__worker *w);
 void coru__co_cache_drain(struct coru__worker *w)
 {
     if (w) {
@@ -142,7 +133,7 @@ int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_a
 }
 
 /* A coroutine's spawn needs no check: its run cannot end while it lives.
- * A plain thread's is made under the run's ext lock (sched.c), so it
+ * A plain thread's is made under the run's ext lock (run.c), so it
  * either runs inside this run or fails with -EPERM. */
 static int spawn(coru_t **out, coru_fn fn, void *arg, const struct coru_attr *attr, int refs, uintptr_t site)
 {
@@ -258,7 +249,7 @@ int coru_cancel(coru_t *h)
     if (!h->finished && w && coru__waiter_claim(w)) coru__waiter_wake(w, -ECANCELED, -1);
     bool io = h->io_op != NULL; /* parked in an io_uring op: only its ring can end it */
     coru__unlock(&h->wait_lock);
-    if (io) coru__io_post_cancel(h);
+    if (io) coru__engine_cancel_op(h);
     return 0;
 }
 

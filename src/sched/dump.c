@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "sched/dump.h"
+#include "sched/rt.h"
 #include "sched/sched.h"
 
 struct snap {

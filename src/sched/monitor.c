@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "sched/dump.h"
+#include "sched/rt.h"
 #include "sched/sched.h"
 
 #define DEFAULT_STALL_MS 100

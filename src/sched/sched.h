@@ -1,6 +1,6 @@
-/* Scheduler internals shared by the scheduler (sched.c), coroutines
- * (coro.c), generators and every module that parks a coroutine
- * (channels, sync, I/O).
+/* Scheduler internals shared by the scheduler (sched.c, idle.c, pack.c,
+ * gq.c, run.c: see rt.h), coroutines (coro.c), generators and every
+ * module that parks a coroutine (channels, sync, I/O).
  *
  * Glossary: a worker is an OS thread running a scheduler loop on its
  * native context; a coroutine (struct coru_co) runs on its own stack and
@@ -70,7 +70,7 @@ struct coru_co {
     _Atomic int refs;           /* 1 for the running coroutine + 1 per handle */
     struct coru_co *next;       /* link in a free-struct cache or the depot
                                    (coro.c), or, while runnable, in a
-                                   worker's inbox (sched.c); owner: that
+                                   worker's inbox (pack.c); owner: that
                                    list's owner */
     struct coru__lock wait_lock; /* guards waiting, and joins/cancels */
     struct coru__waiter *waiting; /* the wait coru_cancel can end; wait_lock */
@@ -90,60 +90,9 @@ struct coru_co {
                                    for (registry.h) */
 };
 
-/* Per-worker state. Owner: the worker thread, unless a field says else. */
-struct coru__worker {
-    struct coru__deque dq;       /* work: push/pop (LIFO) by owner, grab by anyone */
-    struct coru__deque yq;       /* yielded: push/grab (FIFO) by owner, grab by anyone */
-    unsigned id;
-    struct coru_co *lifo;        /* run-next slot, owner only */
-    unsigned lifo_streak;        /* consecutive LIFO runs, owner only */
-    struct coru_co *cur;         /* coroutine running now, owner only */
-    _Atomic(struct coru_co *) cur_pub; /* cur, for the dump and the stall
-                                    detector: owner writes (relaxed) at
-                                    every switch, anyone reads */
-    struct coru_co *prev;        /* coroutine just switched out, owner only */
-    int post;                    /* what finish_switch does with `prev` */
-    struct coru__ctx *sched_ctx; /* the thread's native context */
-    struct coru__stack_pool pool;
-    struct coru__engine *eng;    /* created on the worker thread */
-    struct coru__theap timers;   /* armed and fired by the owner; disarmed by anyone */
-    uint64_t tick;
-    int64_t coarse_now;          /* coru__coarse_ns() as of the last
-                                    TIMER_INTERVAL round or wake from idle;
-                                    stamps parks (registry.h). Owner only */
-    int64_t last_trim;           /* when go_idle last trimmed the stack depot */
-    uint32_t rng;
-    bool spinning;               /* counted in rt.nspinning */
-    bool wake_fifo;              /* coru__ready queues FIFO, notify deferred
-                                    (timer and I/O completion batches) */
-    bool wake_pending;           /* a deferred notify is owed */
-    bool packing;                /* handed its I/O work to a lower worker:
-                                    neither steals nor spins until it finds
-                                    work of its own or is notified */
-    _Atomic uint64_t tick_pub;   /* tick, published every TIMER_INTERVAL
-                                    ticks (owner) for the watchdog */
-    _Atomic uint64_t tick_mark;  /* tick_pub as a watchdog last saw it
-                                    (watchers write; a hint) */
-    _Atomic int64_t idle_at;     /* when it last ran out of local work;
-                                    owner writes, anyone reads (a hint) */
-    struct coru__lock inbox_lock;/* guards inbox_head/tail */
-    struct coru_co *inbox_head, *inbox_tail; /* coroutines handed to this
-                                    worker by packing (linked by next) */
-    struct coru__worker *migrate_to; /* POST_MIGRATE's target, owner only */
-    _Atomic unsigned inbox_n;    /* their number: written under inbox_lock,
-                                    read anywhere as a hint */
-    bool idle_listed;            /* guarded by rt.idle_lock */
-    bool handed;                 /* unlisted by inbox_give; rt.idle_lock */
-    struct coru__worker *idle_next; /* guarded by rt.idle_lock */
-    pthread_t thread;
-    struct coru_co *co_cache;    /* recycled coroutine structs, owner only */
-    size_t co_cache_n;
-    _Atomic uint64_t spawned, finished; /* termination count: written by the
-                                           owner, summed by idle workers */
-    struct {
-        _Atomic uint64_t switches, spawns, steals, parks, wakeups, sleeps, handoffs, timer_steals, moves;
-    } st;                        /* written by the owner only, read by anyone */
-} CORU_ALIGNED_CL;
+/* struct coru__worker, a worker's state, is the scheduler's own
+ * (sched/rt.h); other modules reach their worker through the calls
+ * below. */
 
 /* The worker running on this thread, NULL elsewhere. */
 struct coru__worker *coru__worker_self(void);
@@ -191,11 +140,6 @@ void coru__ready(struct coru_co *co);
 /* References on a coroutine struct (coro.c). */
 void coru__co_ref(struct coru_co *co);
 void coru__co_unref(struct coru_co *co);
-/* Asks the owner of co's ring to cancel its op in flight (io.c). */
-void coru__io_post_cancel(struct coru_co *co);
-struct coru__engine;
-/* Owner: submits the cancels posted to e (io.c). */
-void coru__io_drain_cancels(struct coru__engine *e);
 
 /* Spawn internals, also used by coru_run for the main coroutine. */
 int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_attr *attr, int refs,
