@@ -199,7 +199,8 @@ int coru_chan_try_recv(coru_chan *ch, void *elem)
 int coru_chan_close(coru_chan *ch)
 {
     if (!ch) return -EINVAL;
-    chan_lock(ch, false);
+    coru__lock(&ch->lock);
+    if (!coru__co_self()) ch->ext = true; /* a plain thread has used it */
     if (ch->closed) {
         coru__unlock(&ch->lock);
         return -EPIPE;

@@ -26,7 +26,7 @@ struct coru__reg_chunk {
     struct coru__reg_chunk *next, *prev; /* reg.head's list */
     struct coru_co *free;                /* free slots, linked by next */
     uint32_t nfree, carved, cap;
-    struct coru_co slots[];
+    struct coru_co slots[]; /* cache-line aligned (struct coru_co is) */
 };
 
 /* Not static: tools/coru-gdb.py finds the chunks through this symbol. */
@@ -68,7 +68,7 @@ void coru__reg_get_name(const struct coru__reg *r, char out[32])
 
 static struct coru__reg_chunk *chunk_new(void)
 {
-    struct coru__reg_chunk *c = malloc(CHUNK_BYTES);
+    struct coru__reg_chunk *c = aligned_alloc(CORU_CACHELINE, CHUNK_BYTES);
     if (!c) return NULL;
     c->free = NULL;
     c->nfree = c->carved = 0;

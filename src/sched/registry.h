@@ -61,10 +61,8 @@ enum coru__wait_kind {
 
 /* The registry's part of a coroutine. */
 struct coru__reg {
-    _Atomic uint64_t name[4];    /* up to 31 bytes and a NUL, zero padded */
-    _Atomic uint64_t parent;     /* spawner's id; 0: a plain thread */
-    _Atomic uintptr_t site;      /* return address of the coru_spawn/coru_go call */
-    _Atomic uintptr_t fn;        /* the function it runs */
+    /* The wait record, written at every park: first, so that it shares
+     * a cache line with the coroutine's other parking state (sched.h). */
     _Atomic int kind;            /* enum coru__wait_kind of the last park */
     _Atomic bool ext;            /* the object has been used by a plain
                                     thread, which may wake it later */
@@ -72,6 +70,11 @@ struct coru__reg {
     _Atomic int64_t arg;         /* see the kinds */
     _Atomic int64_t until;       /* the park's deadline, or -1 */
     _Atomic int64_t since;       /* when it parked (coarse clock, ns) */
+    /* Written at spawn. */
+    _Atomic uint64_t name[4];    /* up to 31 bytes and a NUL, zero padded */
+    _Atomic uint64_t parent;     /* spawner's id; 0: a plain thread */
+    _Atomic uintptr_t site;      /* return address of the coru_spawn/coru_go call */
+    _Atomic uintptr_t fn;        /* the function it runs */
     struct coru__reg_chunk *chunk; /* owner: the allocator (reg_lock) */
 };
 

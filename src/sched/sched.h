@@ -72,23 +72,25 @@ struct coru_co {
                                    (coro.c), or, while runnable, in a
                                    worker's inbox (pack.c); owner: that
                                    list's owner */
+    /* Offset 128, the second line a park touches (with pstate's): what
+     * a park writes is here, the wait record first in reg. */
     struct coru__lock wait_lock; /* guards waiting, and joins/cancels */
-    struct coru__waiter *waiting; /* the wait coru_cancel can end; wait_lock */
     _Atomic bool cancelled;     /* sticky; set under wait_lock */
     bool finished;              /* set at exit under wait_lock */
+    bool io_closed;             /* coru_close of the op's fd asked the ring
+                                   to cancel it (io.c); wait_lock */
+    struct coru__waiter *waiting; /* the wait coru_cancel can end; wait_lock */
+    struct coru__reg reg;       /* what it waits for, name, parent, spawn
+                                   site (registry.h) */
     struct coru__waiter *join_waiter; /* a coru_join parked on it; wait_lock */
     struct coru__engine_op *io_op; /* io_uring op in flight; wait_lock */
     struct coru__engine *io_eng;  /* its ring; wait_lock */
-    bool io_closed;             /* coru_close of the op's fd asked the ring
-                                   to cancel it (io.c); wait_lock */
     struct coru_co *io_cancel_next; /* link in a cancel inbox: the one of
                                    io_cancel_on; that engine's cancel_lock */
     struct coru__engine *io_cancel_on; /* engine whose cancel inbox holds co
                                    (NULL: none), so that co sits on at most
                                    one inbox, once; wait_lock */
-    struct coru__reg reg;       /* name, parent, spawn site, what it waits
-                                   for (registry.h) */
-};
+} CORU_ALIGNED_CL; /* cache-line slots in the registry's chunks */
 
 /* struct coru__worker, a worker's state, is the scheduler's own
  * (sched/rt.h); other modules reach their worker through the calls
