@@ -209,7 +209,7 @@ static int start_conn(struct coru_http_server *s, int fd)
     c->io = (struct coru__http_io){fd_read, fd_write, (void *)(intptr_t)fd};
     atomic_init(&c->state, CONN_BUSY);
     coru_tcp_nodelay(fd, 1);
-    struct coru_attr attr = {.stack_size = s->o.stack_size};
+    struct coru_attr attr = {.stack_size = s->o.stack_size, .name = "http conn"};
     coru_waitgroup_add(s->live, 1);
     pthread_mutex_lock(&s->lock);
     int rc = coru_spawn(&c->h, conn_main, c, &attr);
@@ -341,7 +341,7 @@ int coru_http_server_serve(coru_http_server *s)
     }
     for (unsigned i = 0; i < nl && !rc; i++, na++) {
         acc[i] = (struct acceptor){s, lfds[i]};
-        rc = coru_spawn(&ah[i], acceptor_main, &acc[i], NULL);
+        rc = coru_spawn(&ah[i], acceptor_main, &acc[i], &(struct coru_attr){.name = "http accept"});
         if (rc) break;
     }
     if (rc) atomic_store(&s->phase, SRV_DRAINING);
