@@ -257,6 +257,7 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
         ws[i].id = i;
         coru__lock_init(&ws[i].inbox_lock);
         atomic_init(&ws[i].idle_at, coru__now_ns());
+        ws[i].coarse_now = coru__coarse_ns(); /* parks before its first round */
         atomic_init(&ws[i].inbox_n, 0);
         ws[i].rng = 0x9e3779b9u * (i + 1) ^ (uint32_t)coru__now_ns();
         if (!ws[i].rng) ws[i].rng = 1;
