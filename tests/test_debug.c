@@ -471,6 +471,26 @@ Test(debug, a_coroutine_spinning_300ms_is_reported_once_with_name_and_backtrace,
     free(err);
 }
 
+static void *sleeps_in_syscall(void *arg)
+{
+    (void)arg;
+    coru_set_name("blocker");
+    usleep(300 * 1000); /* blocks the worker thread, not just the coroutine */
+    return NULL;
+}
+
+Test(debug, a_coroutine_blocking_its_worker_in_a_system_call_is_a_stall, .timeout = 30)
+{
+    capture_begin();
+    struct coru_opts o = {.workers = 2};
+    int rc = coru_run(sleeps_in_syscall, NULL, &o);
+    char *err = capture_end();
+    cr_assert_eq(rc, 0);
+    cr_expect_eq(count_of(err, "coru: stall: coroutine "), 1, "%s", err);
+    cr_expect(strstr(err, "\"blocker\" has run for "), "%s", err);
+    free(err);
+}
+
 Test(debug, stall_threshold_option_and_off, .timeout = 30)
 {
     capture_begin();

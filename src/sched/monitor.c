@@ -162,8 +162,33 @@ struct wstate {
     uint64_t switches;
     struct coru_co *cur;
     int64_t seen;   /* when the monitor first saw this (switches, cur) */
+    int64_t cpu;    /* the worker thread's CPU time then */
     bool reported;
 };
+
+/* A worker thread's CPU time, ns (-1: unknown). */
+static int64_t thread_cpu(struct coru__worker *w)
+{
+    clockid_t cid;
+    struct timespec ts;
+    if (pthread_getcpuclockid(w->thread, &cid) != 0 || clock_gettime(cid, &ts) != 0) return -1;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Whether the worker thread is waiting for a CPU (state R in its
+ * /proc stat) rather than in a system call. */
+static bool thread_runnable(struct coru__worker *w)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", atomic_load_explicit(&w->tid, memory_order_relaxed));
+    FILE *f = fopen(path, "re");
+    if (!f) return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* after the command name */
+    return p && p[1] == ' ' && p[2] == 'R';
+}
 static struct wstate *ws;
 
 static void stall_report(unsigned i, struct coru__worker *w, struct coru_co *co, int64_t ran)
@@ -218,10 +243,20 @@ static void stall_check(int64_t now)
             s->switches = sw;
             s->cur = cur;
             s->seen = now;
+            s->cpu = cur ? thread_cpu(w) : -1;
             s->reported = false;
             continue;
         }
         if (!s->reported && now - s->seen >= mon.stall_ns) {
+            /* A thread the OS kept off the CPU (a loaded machine) is not
+             * a stalled coroutine: it got less than half the time and is
+             * waiting to run, not in a system call. Start over. */
+            int64_t cpu = thread_cpu(w);
+            if (s->cpu >= 0 && cpu >= 0 && cpu - s->cpu < (now - s->seen) / 2 && thread_runnable(w)) {
+                s->seen = now;
+                s->cpu = cpu;
+                continue;
+            }
             s->reported = true;
             stall_report(i, w, cur, now - s->seen);
         }

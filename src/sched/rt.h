@@ -118,6 +118,8 @@ struct coru__worker {
     bool handed;                 /* unlisted by coru__inbox_give; coru__rt.idle_lock */
     struct coru__worker *idle_next; /* guarded by coru__rt.idle_lock */
     pthread_t thread;
+    _Atomic int tid;             /* its kernel thread id, for the stall
+                                    detector (monitor.c); 0 until it starts */
     struct coru_co *co_cache;    /* recycled coroutine structs, owner only */
     size_t co_cache_n;
     _Atomic uint64_t spawned, finished; /* termination count: written by the

@@ -119,6 +119,7 @@ static void *worker_main(void *p)
 {
     struct coru__worker *w = p;
     coru__worker_set_self(w);
+    atomic_store_explicit(&w->tid, (int)gettid(), memory_order_relaxed);
     int rc = coru__stack_thread_init();
     if (!rc) rc = coru__engine_create(&w->eng);
     if (rc) {
