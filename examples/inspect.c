@@ -106,7 +106,9 @@ void *main_co(void *arg)
         printf("inspect: pid %d waiting; kill -QUIT %d for a dump\n", (int)getpid(), (int)getpid());
         fflush(stdout);
         int v;
-        return (void *)(intptr_t)coru_chan_recv_dl(never, &v, coru_now() + 60000 * MS);
+        coru_chan_recv_dl(never, &v, coru_now() + 60000 * MS);
+        coru_chan_destroy(never);
+        return NULL;
     }
     struct pipeline p;
     coru_chan_create(&p.in, sizeof(int), 0);
@@ -141,6 +143,10 @@ void *main_co(void *arg)
     long want = (long)ITEMS * (ITEMS + 1);
     printf("inspect: total %ld (want %ld)\n", (long)(intptr_t)total, want);
     bad = (long)(intptr_t)total != want;
+    coru_chan_destroy(p.in);
+    coru_chan_destroy(p.out);
+    coru_chan_destroy(p.unused);
+    coru_waitgroup_destroy(p.wg);
     return NULL;
 }
 
