@@ -267,7 +267,11 @@ CORU_API int coru_set_name(const char *name);
  *
  * Signals: with coru_opts.dump_signal (or CORU_DUMP_SIGNAL=QUIT) the run
  * installs a handler for that signal while it lasts (the previous one is
- * restored when coru_run returns). The handler itself only posts a
+ * restored when coru_run returns) and blocks it on its workers, so that
+ * a signal sent to the process (kill -QUIT <pid>) reaches the monitor
+ * thread; one sent to a worker thread itself (raise() in a coroutine,
+ * pthread_kill) waits there, blocked, and is discarded when the run ends.
+ * The handler itself only posts a
  * semaphore (sem_post, async-signal-safe) and returns; the runtime's
  * monitor thread then writes the dump to stderr, with the ordinary
  * (not async-signal-safe) calls: the registry's mutex, malloc, dladdr,

@@ -44,6 +44,9 @@ extern _Atomic bool coru__ext_waited;
  * runs; stop after every worker has returned. start returns 0 or a
  * negative errno (the run then goes on without a monitor). */
 int coru__monitor_start(const struct coru_opts *o);
+/* The run's dump signal (coru_opts.dump_signal or CORU_DUMP_SIGNAL), 0:
+ * none. coru_run blocks it on the workers before they start. */
+int coru__monitor_signal(const struct coru_opts *o);
 void coru__monitor_stop(void);
 
 #endif

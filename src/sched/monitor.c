@@ -376,10 +376,17 @@ static void *monitor_main(void *arg)
     return NULL;
 }
 
+static int run_sig; /* the run's dump signal, as coru_run resolved it */
+
+int coru__monitor_signal(const struct coru_opts *o)
+{
+    return run_sig = o->dump_signal > 0 ? o->dump_signal : env_signal();
+}
+
 int coru__monitor_start(const struct coru_opts *o)
 {
     memset(&mon, 0, sizeof mon);
-    mon.dump_sig = o->dump_signal > 0 ? o->dump_signal : env_signal();
+    mon.dump_sig = run_sig; /* coru__monitor_signal ran first */
     mon.stall_ns = stall_ns_of(o->stall_ms);
     mon.deadlock = deadlock_of(o->deadlock);
     mon.grace_ns = (int64_t)(o->deadlock_grace_ms ? o->deadlock_grace_ms : DEFAULT_GRACE_MS) * 1000000;
@@ -400,10 +407,12 @@ int coru__monitor_start(const struct coru_opts *o)
         sigemptyset(&sa.sa_mask);
         if (sigaction(mon.dump_sig, &sa, &mon.old_dump) != 0) mon.dump_sig = 0;
     }
-    /* The monitor blocks every signal: the dump signal must reach it only
-     * through the semaphore, and the process's signals go elsewhere. */
+    /* The monitor blocks every signal but the dump signal (which the
+     * workers block): its handler then runs here, or on a plain thread
+     * of the program, and only posts the semaphore. */
     sigset_t all, old;
     sigfillset(&all);
+    if (mon.dump_sig) sigdelset(&all, mon.dump_sig);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int rc = pthread_create(&mon.th, NULL, monitor_main, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -299,6 +299,14 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
      * on the worker that submits it). The disposition is not touched. */
     struct coru__sigpipe spg;
     coru__sigpipe_hold(&spg);
+    /* The dump signal, blocked on every worker for the run (inherited as
+     * SIGPIPE's is): the kernel gives it to the monitor thread, which has
+     * it unblocked, instead of a worker asleep in its engine (monitor.c). */
+    int dump_sig = coru__monitor_signal(&o);
+    sigset_t dump_set, dump_old;
+    sigemptyset(&dump_set);
+    if (dump_sig) sigaddset(&dump_set, dump_sig);
+    pthread_sigmask(SIG_BLOCK, &dump_set, &dump_old);
 
     struct coru_co *main_co;
     struct coru_attr main_attr = {.name = "main"};
@@ -334,6 +342,15 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
     /* A SIGPIPE a write on this thread raised during the run is pending,
      * blocked: discarded, as the other workers' went with their threads. */
     coru__sigpipe_release(&spg, true);
+    if (dump_sig && !sigismember(&dump_old, dump_sig)) {
+        /* One sent to this thread itself (raise) is pending here: the run
+         * is over and the handler gone, so it is discarded, not acted on. */
+        struct timespec zero = {0, 0};
+        sigset_t pend;
+        while (!sigpending(&pend) && sigismember(&pend, dump_sig) && sigtimedwait(&dump_set, NULL, &zero) > 0) {
+        }
+        pthread_sigmask(SIG_UNBLOCK, &dump_set, NULL);
+    }
 
     pthread_mutex_lock(&coru__rt.stats_lock);
     coru__rt.last.workers = n;
