@@ -341,7 +341,6 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
     pthread_barrier_destroy(&coru__rt.stop_bar);
     /* A SIGPIPE a write on this thread raised during the run is pending,
      * blocked: discarded, as the other workers' went with their threads. */
-    coru__sigpipe_release(&spg, true);
     if (dump_sig && !sigismember(&dump_old, dump_sig)) {
         /* One sent to this thread itself (raise) is pending here: the run
          * is over and the handler gone, so it is discarded, not acted on. */
@@ -351,6 +350,7 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
         }
         pthread_sigmask(SIG_UNBLOCK, &dump_set, NULL);
     }
+    coru__sigpipe_release(&spg, true); /* restores this thread's mask: after the drain above */
 
     pthread_mutex_lock(&coru__rt.stats_lock);
     coru__rt.last.workers = n;
