@@ -339,8 +339,6 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
     pthread_barrier_destroy(&coru__rt.start_bar);
     pthread_barrier_destroy(&coru__rt.open_bar);
     pthread_barrier_destroy(&coru__rt.stop_bar);
-    /* A SIGPIPE a write on this thread raised during the run is pending,
-     * blocked: discarded, as the other workers' went with their threads. */
     if (dump_sig && !sigismember(&dump_old, dump_sig)) {
         /* One sent to this thread itself (raise) is pending here: the run
          * is over and the handler gone, so it is discarded, not acted on. */
@@ -350,7 +348,10 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
         }
         pthread_sigmask(SIG_UNBLOCK, &dump_set, NULL);
     }
-    coru__sigpipe_release(&spg, true); /* restores this thread's mask: after the drain above */
+    /* A SIGPIPE a write on this thread raised during the run is pending,
+     * blocked: discarded, as the other workers' went with their threads.
+     * This gives the thread its whole mask back: after the drain above. */
+    coru__sigpipe_release(&spg, true);
 
     pthread_mutex_lock(&coru__rt.stats_lock);
     coru__rt.last.workers = n;
