@@ -81,6 +81,21 @@ static struct coru__reg_chunk *chunk_new(void)
     return c;
 }
 
+/* Carves up to `want` never-used slots of c onto *list; returns how many. */
+static size_t carve(struct coru__reg_chunk *c, struct coru_co **list, size_t want)
+{
+    size_t got = 0;
+    while (c->carved < c->cap && got < want) {
+        struct coru_co *co = &c->slots[c->carved++];
+        atomic_init(&co->id, 0);
+        co->reg.chunk = c;
+        co->next = *list;
+        *list = co;
+        got++;
+    }
+    return got;
+}
+
 size_t coru__reg_take(struct coru_co **out, size_t n)
 {
     struct coru_co *list = NULL;
@@ -95,26 +110,12 @@ size_t coru__reg_take(struct coru_co **out, size_t n)
             list = co;
             got++;
         }
-        while (c->carved < c->cap && got < n) {
-            struct coru_co *co = &c->slots[c->carved++];
-            atomic_init(&co->id, 0);
-            co->reg.chunk = c;
-            co->next = list;
-            list = co;
-            got++;
-        }
+        got += carve(c, &list, n - got);
     }
     while (got < n) {
         struct coru__reg_chunk *c = chunk_new();
         if (!c) break;
-        while (c->carved < c->cap && got < n) {
-            struct coru_co *co = &c->slots[c->carved++];
-            atomic_init(&co->id, 0);
-            co->reg.chunk = c;
-            co->next = list;
-            list = co;
-            got++;
-        }
+        got += carve(c, &list, n - got);
     }
     pthread_mutex_unlock(&coru__registry.lock);
     *out = list;

@@ -40,7 +40,7 @@
 struct coru_co;
 
 /* What a parked coroutine waits for. Keep in step with the names in
- * registry.c and tools/coru-gdb.py. */
+ * dump.c (tools/coru-gdb.py reads this enum from the debug info). */
 enum coru__wait_kind {
     CORU__W_NONE = 0,
     CORU__W_CHAN_SEND,  /* obj: the channel */
@@ -81,10 +81,10 @@ struct coru__reg {
 /* The coarse monotonic clock, ns (same origin as coru_now). */
 int64_t coru__coarse_ns(void);
 
-/* Records what co is about to park on (called by the parking call on
- * its own coroutine, before it parks). ext: a plain thread has used the
- * object (see the deadlock report). co may be NULL (a plain thread: no
- * record). */
+/* Records what a coroutine is about to park on (called by the parking
+ * call on its own coroutine, before it parks; coru__waiter_on skips plain
+ * threads). ext: a plain thread has used the object (see the deadlock
+ * report). */
 static inline void coru__reg_wait(struct coru__reg *r, int kind, const void *obj, int64_t arg, bool ext)
 {
     atomic_store_explicit(&r->kind, kind, memory_order_relaxed);
