@@ -94,7 +94,7 @@ uint64_t coru__next_id(void)
 }
 
 int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_attr *attr, int refs,
-                uintptr_t site)
+                uintptr_t site, const struct coru_co *parent)
 {
     size_t ss = attr ? attr->stack_size : 0;
     if (!fn || ss > ((size_t)1 << 30)) return -EINVAL;
@@ -118,7 +118,6 @@ int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_a
     co->io_closed = false;
     atomic_init(&co->refs, refs);
     co->next = NULL;
-    struct coru_co *parent = coru__co_self();
     coru__reg_set_name(&co->reg, attr ? attr->name : NULL);
     atomic_store_explicit(&co->reg.parent, parent ? parent->id : 0, memory_order_relaxed);
     atomic_store_explicit(&co->reg.site, site, memory_order_relaxed);
@@ -137,10 +136,11 @@ int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_a
  * either runs inside this run or fails with -EPERM. */
 static int spawn(coru_t **out, coru_fn fn, void *arg, const struct coru_attr *attr, int refs, uintptr_t site)
 {
-    if (coru__co_self()) return coru__spawn(out, fn, arg, attr, refs, site);
+    struct coru_co *self = coru__co_self();
+    if (self) return coru__spawn(out, fn, arg, attr, refs, site, self);
     int rc = coru__ext_spawn_begin();
     if (rc) return rc;
-    rc = coru__spawn(out, fn, arg, attr, refs, site);
+    rc = coru__spawn(out, fn, arg, attr, refs, site, NULL);
     coru__ext_spawn_end();
     return rc;
 }

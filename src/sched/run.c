@@ -310,7 +310,7 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
 
     struct coru_co *main_co;
     struct coru_attr main_attr = {.name = "main"};
-    rc = coru__spawn(&main_co, fn, arg, &main_attr, 1, (uintptr_t)__builtin_return_address(0));
+    rc = coru__spawn(&main_co, fn, arg, &main_attr, 1, (uintptr_t)__builtin_return_address(0), NULL);
     if (rc) {
         atomic_store(&coru__rt.stop, true);
     }

@@ -143,9 +143,11 @@ void coru__ready(struct coru_co *co);
 void coru__co_ref(struct coru_co *co);
 void coru__co_unref(struct coru_co *co);
 
-/* Spawn internals, also used by coru_run for the main coroutine. */
+/* Spawn internals, also used by coru_run for the main coroutine. site: the
+ * spawn call's return address; parent: the spawning coroutine (NULL: a
+ * plain thread, or coru_run). */
 int coru__spawn(struct coru_co **out, coru_fn fn, void *arg, const struct coru_attr *attr, int refs,
-                uintptr_t site);
+                uintptr_t site, const struct coru_co *parent);
 
 /* Generators: depth of generator bodies running on this thread. */
 extern __thread int coru__gen_depth;
