@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "fail.h"
 #include "coru.h"
 #include "sched/dump.h"
 #include "sched/sched.h"
@@ -188,7 +189,7 @@ static int start_thread(void)
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old); /* the new thread inherits it */
-    int rc = pthread_create(&t, &attr, pool_thread, NULL);
+    int rc = coru__pthread_create(&t, &attr, pool_thread, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (rc) return rc == ENOMEM ? -ENOMEM : -EAGAIN;

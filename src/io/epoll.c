@@ -13,6 +13,7 @@
  *
  * Callers: the owner thread, for every function here.
  */
+#include "fail.h"
 #include "io/engine_impl.h"
 
 #include <errno.h>
@@ -39,7 +40,7 @@ static _Atomic int no_pwait2;
 
 int coru__epoll_create(struct coru__engine *e)
 {
-    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    int epfd = coru__epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0) return -errno;
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = CORU__TAG_WAKE_READ};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, e->wake_fd, &ev) < 0) {

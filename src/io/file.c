@@ -74,14 +74,15 @@ static long run_fop(struct fop *f, int64_t deadline)
     /* A use of the fd for the whole call (io.h): a coru_close meanwhile
      * waits for it before close(2). */
     bool use = f->kind != F_OPEN;
-    if (use && !coru__fd_use(f->fd)) return -EBADF;
+    int rc;
+    if (use && (rc = coru__fd_use(f->fd))) return rc;
     long r;
     struct coru__engine *e = coru__io_engine();
     if (e && e->head.kind == CORU__ENGINE_URING) {
         r = coru__io_uring_op(e, use ? f->fd : -1, prep_fop, f, deadline);
     } else if (e) {
-        int rc = coru_blocking_dl(sys_fop, f, NULL, deadline);
-        r = rc ? rc : f->res;
+        int brc = coru_blocking_dl(sys_fop, f, NULL, deadline);
+        r = brc ? brc : f->res;
     } else {
         sys_fop(f);
         r = f->res;

@@ -22,6 +22,7 @@
  *     (exchange-cleared before each attempt), so no edge is lost between
  *     an EAGAIN and the park.
  */
+#include "fail.h"
 #include "io/io.h"
 #include "sched/dump.h"
 
@@ -72,8 +73,11 @@ struct coru__fdstate *coru__fdstate(int fd)
         pthread_mutex_lock(&fd_chunks_lock);
         chunk = atomic_load_explicit(&fd_chunks[c], memory_order_relaxed);
         if (!chunk) {
-            chunk = calloc(FD_CHUNK, sizeof *chunk);
-            if (!chunk) CORU_PANIC("out of memory for fd states");
+            chunk = coru__calloc(FD_CHUNK, sizeof *chunk);
+            if (!chunk) { /* the I/O call says -ENOMEM (coru__fd_use) */
+                pthread_mutex_unlock(&fd_chunks_lock);
+                return NULL;
+            }
             for (int i = 0; i < FD_CHUNK; i++) {
                 chunk[i].base.complete = fs_complete;
                 chunk[i].fd = (int)c * FD_CHUNK + i;
@@ -156,16 +160,16 @@ void coru__io_forget_fd(int fd)
  * from 1, which fails harmlessly if a new fd made by coru (whose creation
  * resets it, coru__io_forget_fd) already took the number. */
 
-bool coru__fd_use(int fd)
+int coru__fd_use(int fd)
 {
     struct coru__fdstate *fs = coru__fdstate(fd);
-    if (!fs) return true;
+    if (!fs) return fd >= 0 && fd < FD_CHUNK * FD_CHUNKS ? -ENOMEM : 0;
     uint32_t v = atomic_load_explicit(&fs->use, memory_order_relaxed);
     do {
-        if (v & 1) return false;
+        if (v & 1) return -EBADF;
     } while (!atomic_compare_exchange_weak_explicit(&fs->use, &v, v + 2, memory_order_acq_rel,
                                                     memory_order_relaxed));
-    return true;
+    return 0;
 }
 
 static void finish_close(struct coru__fdstate *fs, int fd, int *rc)

@@ -63,9 +63,11 @@ struct coru__fdstate {
  * is made by whoever gives back the last use (coru_close, when there is
  * none). So no system call or io_uring op of coru's ever runs against a
  * closed fd, or lands on its number after another file took it.
- * use: false when the fd is closing (the call returns -EBADF); fds past
- * the state table are not tracked (always true). */
-bool coru__fd_use(int fd);
+ * use: 0, or -EBADF when the fd is closing, or -ENOMEM when its state
+ * record cannot be allocated (the call returns that); fds past the state
+ * table are not tracked (always 0). Once a use succeeded, the fd's record
+ * exists for the rest of the process (coru__fdstate never fails for it). */
+int coru__fd_use(int fd);
 void coru__fd_unuse(int fd);
 
 /* Bumped at every start of a run (coru__engine_run_begin, from
@@ -74,7 +76,8 @@ void coru__fd_unuse(int fd);
  * as unregistered. */
 extern _Atomic unsigned coru__io_epoch;
 
-/* The state record of fd (>= 0), never NULL for fd < 2^20; NULL above. */
+/* The state record of fd (>= 0); NULL for fd >= 2^20, and when the
+ * record's chunk cannot be allocated (see coru__fd_use). */
 struct coru__fdstate *coru__fdstate(int fd);
 /* Whether fd is a socket (cached). */
 bool coru__fd_is_socket(int fd);

@@ -16,6 +16,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "fail.h"
 #include "io/io.h"
 #include "sched/sched.h"
 
@@ -56,7 +57,7 @@ static int open_socket(const char *host, uint16_t port, int type, struct sockadd
 {
     int rc = parse_addr(host, port, ss, len);
     if (rc) return rc;
-    int fd = socket(ss->ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = coru__socket(ss->ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
     coru__io_forget_fd(fd); /* a reused number: drop stale state */
     int zero = 0;
@@ -152,9 +153,10 @@ static int run(struct op *o, coru__prep_fn prep, long (*sys)(struct op *), int64
      * thread's holds one around each system call (sys_use), not across
      * poll(2), which a close could not interrupt. */
     bool co = coru__io_engine() != NULL;
-    if (co && !coru__fd_use(o->fd)) return -EBADF;
+    int rc;
+    if (co && (rc = coru__fd_use(o->fd))) return rc;
     if (o->probe) { /* fstat(2) under the use too: never against a closing fd */
-        if (!co && !coru__fd_use(o->fd)) return -EBADF;
+        if (!co && (rc = coru__fd_use(o->fd))) return rc;
         o->sock = coru__fd_is_socket(o->fd);
         if (!co) coru__fd_unuse(o->fd);
     }
@@ -171,7 +173,8 @@ static int run(struct op *o, coru__prep_fn prep, long (*sys)(struct op *), int64
 /* A plain thread's system call, under a use of the fd. */
 static long sys_use(long (*sys)(struct op *), struct op *o)
 {
-    if (!coru__fd_use(o->fd)) return -EBADF;
+    int rc = coru__fd_use(o->fd);
+    if (rc) return rc;
     long r = sys(o);
     coru__fd_unuse(o->fd);
     return r;
@@ -185,11 +188,12 @@ static int run_once(struct op *o, coru__prep_fn prep, long (*sys)(struct op *), 
         /* A plain thread: the non-blocking-then-poll loop below, with
          * each write guarded against SIGPIPE. */
         for (;;) {
-            if (!coru__fd_use(o->fd)) return -EBADF;
+            int rc = coru__fd_use(o->fd);
+            if (rc) return rc;
             long r = plain_write_nosigpipe(sys, o);
             coru__fd_unuse(o->fd);
             if (r != -EAGAIN) return (int)r;
-            int rc = coru__io_wait_fd(NULL, o->fd, o->dir, deadline);
+            rc = coru__io_wait_fd(NULL, o->fd, o->dir, deadline);
             if (rc) return rc;
         }
     }
@@ -297,7 +301,8 @@ ssize_t coru_write_dl(int fd, const void *buf, size_t n, int64_t deadline)
     /* Zero bytes: one attempt (never waits), as write(2) does. */
     if (n == 0 && fd >= 0) {
         if (coru__gen_depth > 0) return -EPERM;
-        if (!coru__fd_use(fd)) return -EBADF;
+        int rc = coru__fd_use(fd);
+        if (rc) return rc;
         o.sock = coru__fd_is_socket(fd);
         long r = coru__io_engine() || o.sock ? sys_write(&o) : plain_write_nosigpipe(sys_write, &o);
         coru__fd_unuse(fd);
@@ -342,7 +347,7 @@ static void prep_accept(struct io_uring_sqe *sqe, void *ctx)
 
 static long sys_accept(struct op *o)
 {
-    int r = accept4(o->fd, o->addr, o->alen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int r = coru__accept4(o->fd, o->addr, o->alen, SOCK_NONBLOCK | SOCK_CLOEXEC);
     return r < 0 ? -errno : r;
 }
 

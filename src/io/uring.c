@@ -20,6 +20,7 @@
  * Callers of each function: probe, from coru__engine_select (once per
  * process); everything else from the owner thread.
  */
+#include "fail.h"
 #include "io/engine_impl.h"
 
 #include <arpa/inet.h>
@@ -89,7 +90,7 @@ static int ring_init(struct io_uring *ring, unsigned flags, unsigned *features)
     memset(&p, 0, sizeof p);
     p.flags = flags | IORING_SETUP_CQSIZE;
     p.cq_entries = CQ_ENTRIES;
-    int ret = io_uring_queue_init_params(RING_ENTRIES, ring, &p);
+    int ret = coru__uring_init(RING_ENTRIES, ring, &p);
     if (ret == 0 && features) *features = p.features;
     return ret;
 }
@@ -142,7 +143,7 @@ static void probe_msg_ring(struct io_uring *ring, struct coru__uring_caps *caps)
  * it); a kernel without it fails the SQE at once with -EINVAL. */
 static void probe_multishot_accept(struct io_uring *ring, struct coru__uring_caps *caps)
 {
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int lfd = coru__socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (lfd < 0) return;
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (bind(lfd, (struct sockaddr *)&a, sizeof a) < 0 || listen(lfd, 1) < 0) {

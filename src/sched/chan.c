@@ -23,15 +23,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fail.h"
 #include "sched/chan.h"
 
 int coru_chan_create(coru_chan **out, size_t elem_size, size_t capacity)
 {
     if (!out || elem_size == 0 || elem_size > 65536 || capacity > ((size_t)1 << 31)) return -EINVAL;
-    struct coru_chan *ch = calloc(1, sizeof *ch);
+    struct coru_chan *ch = coru__calloc(1, sizeof *ch);
     if (!ch) return -ENOMEM;
     if (capacity) {
-        ch->buf = malloc(elem_size * capacity);
+        ch->buf = coru__malloc(elem_size * capacity);
         if (!ch->buf) {
             free(ch);
             return -ENOMEM;

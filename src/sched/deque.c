@@ -64,6 +64,7 @@
  * slot it reads was written by the same thread). Against real thieves it
  * races exactly like one more thief.
  */
+#include "fail.h"
 #include "sched/deque.h"
 
 #include <errno.h>
@@ -78,7 +79,7 @@ int coru__deque_init(struct coru__deque *d, size_t capacity)
     /* Sizes are compared as ptrdiff_t, so the capacity must fit in one. */
     if (capacity > PTRDIFF_MAX / sizeof(_Atomic(void *))) return -EINVAL;
 
-    _Atomic(void *) *buf = malloc(capacity * sizeof *buf);
+    _Atomic(void *) *buf = coru__malloc(capacity * sizeof *buf);
     if (buf == NULL) return -ENOMEM;
     for (size_t i = 0; i < capacity; i++) atomic_init(&buf[i], NULL);
 

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fail.h"
 #include "sched/dump.h"
 #include "sched/rt.h"
 #include "sched/sched.h"
@@ -32,7 +33,7 @@ static void collect(const struct coru__reg_entry *e, void *ctx)
     struct snap *s = ctx;
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 256;
-        struct coru__reg_entry *v = realloc(s->v, cap * sizeof *v);
+        struct coru__reg_entry *v = coru__realloc(s->v, cap * sizeof *v);
         if (!v) {
             s->oom = true;
             return;
@@ -224,7 +225,7 @@ static int cmp_count(const void *a, const void *b)
 static void grouped(struct out *o, struct coru__reg_entry *v, size_t n, int64_t now)
 {
     qsort(v, n, sizeof *v, cmp_group);
-    struct group *g = malloc((n ? n : 1) * sizeof *g);
+    struct group *g = coru__malloc((n ? n : 1) * sizeof *g);
     if (!g) {
         o->err = -ENOMEM;
         return;
@@ -276,7 +277,7 @@ int coru__dump_to(int fd, int flags, const char *title)
         return -ENOMEM;
     }
     int64_t now = coru__coarse_ns();
-    struct out *o = malloc(sizeof *o);
+    struct out *o = coru__malloc(sizeof *o);
     if (!o) {
         free(s.v);
         return -ENOMEM;

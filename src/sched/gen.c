@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fail.h"
 #include "sched/sched.h"
 
 uint64_t coru__next_id(void);
@@ -43,7 +44,7 @@ static void gen_entry(void *p)
 int coru_gen_create(coru_gen **out, coru_gen_fn fn, void *arg, size_t stack_size)
 {
     if (!out || !fn || stack_size > ((size_t)1 << 30)) return -EINVAL;
-    struct coru_gen *g = calloc(1, sizeof *g);
+    struct coru_gen *g = coru__calloc(1, sizeof *g);
     if (!g) return -ENOMEM;
     g->fn = fn;
     g->arg = arg;

@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fail.h"
 #include "sched/dump.h"
 #include "sched/rt.h"
 #include "sched/sched.h"
@@ -396,7 +397,7 @@ int coru__monitor_start(const struct coru_opts *o)
     pthread_once(&sem_once, sem_setup);
     while (sem_trywait(&sem) == 0) {
     } /* posts left by an earlier run */
-    ws = calloc(coru__sched_nworkers(), sizeof *ws);
+    ws = coru__calloc(coru__sched_nworkers(), sizeof *ws);
     if (!ws) return -ENOMEM;
     if (mon.stall_ns) urg_install();
     if (mon.dump_sig) {
@@ -414,7 +415,7 @@ int coru__monitor_start(const struct coru_opts *o)
     sigfillset(&all);
     if (mon.dump_sig) sigdelset(&all, mon.dump_sig);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&mon.th, NULL, monitor_main, NULL);
+    int rc = coru__pthread_create(&mon.th, NULL, monitor_main, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc) {
         coru__monitor_stop();

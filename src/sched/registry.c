@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fail.h"
 #include "common.h"
 #include "sched/lock.h"
 #include "sched/registry.h"
@@ -68,7 +69,7 @@ void coru__reg_get_name(const struct coru__reg *r, char out[32])
 
 static struct coru__reg_chunk *chunk_new(void)
 {
-    struct coru__reg_chunk *c = aligned_alloc(CORU_CACHELINE, CHUNK_BYTES);
+    struct coru__reg_chunk *c = coru__aligned_alloc(CORU_CACHELINE, CHUNK_BYTES);
     if (!c) return NULL;
     c->free = NULL;
     c->nfree = c->carved = 0;

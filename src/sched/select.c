@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "fail.h"
 #include "sched/chan.h"
 
 #define SMALL 8
@@ -91,9 +92,9 @@ int coru_select(struct coru_sel *cases, size_t n, int64_t deadline, int flags)
     int *ready = ready_small;
     struct coru__wnode *nodes = nodes_small;
     if (n > SMALL) {
-        chs = malloc(n * sizeof *chs);
-        ready = malloc(n * sizeof *ready);
-        nodes = malloc(n * sizeof *nodes);
+        chs = coru__malloc(n * sizeof *chs);
+        ready = coru__malloc(n * sizeof *ready);
+        nodes = coru__malloc(n * sizeof *nodes);
         if (!chs || !ready || !nodes) {
             free(chs);
             free(ready);

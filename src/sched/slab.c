@@ -25,6 +25,7 @@
  *   classes and every field of a class, guard_iov   slab_lock
  *   a slot handed out   its holder
  */
+#include "fail.h"
 #include "sched/slab.h"
 
 #include "common.h"
@@ -42,9 +43,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#ifndef MADV_GUARD_INSTALL
-#define MADV_GUARD_INSTALL 102 /* Linux 6.13: guard pages without a VMA */
-#endif
 #ifndef SYS_process_madvise
 #define SYS_process_madvise 440 /* the same number on x86-64 and aarch64 */
 #endif
@@ -120,7 +118,7 @@ void coru__slab_setup(size_t pg, bool guard_madvise)
     page = pg;
     const char *no = getenv("CORU_NO_BATCH_MADVISE");
     if (no && *no && strcmp(no, "0") != 0) return;
-    char *m = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    char *m = coru__mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED) return;
     bool ok = probe(m + page, MADV_DONTNEED) &&
               (!guard_madvise || probe(m, MADV_GUARD_INSTALL));
@@ -133,7 +131,7 @@ void coru__slab_use_batching(bool on) { atomic_store_explicit(&batch_ok, on, mem
 
 char *coru__slab_map(size_t len)
 {
-    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void *m = coru__mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED) return NULL;
     /* Done on the whole fresh mapping, so it adds no VMA (and adjacent
      * slabs, all flagged alike, still merge). */
@@ -147,7 +145,7 @@ static struct slab_class *find_class(size_t size, bool gm)
 {
     for (struct slab_class *c = classes; c; c = c->next)
         if (c->size == size && c->gm == gm) return c;
-    struct slab_class *c = calloc(1, sizeof *c);
+    struct slab_class *c = coru__calloc(1, sizeof *c);
     if (!c) return NULL;
     c->size = size;
     c->gm = gm;
@@ -176,11 +174,11 @@ static bool slab_new(struct slab_class *c)
         if (!m) continue;
         struct coru__stack *descs = NULL;
         if (c->gm) {
-            if (!(descs = calloc(slots, sizeof *descs))) goto fail;
+            if (!(descs = coru__calloc(slots, sizeof *descs))) goto fail;
             for (size_t i = 0; i < slots; i++) guard_iov[i] = (struct iovec){m + i * c->len, page};
             /* A failed install (no memory for page tables) must not let
              * a slot out unguarded. */
-            if (madv_ranges(guard_iov, slots, MADV_GUARD_INSTALL) != 0) goto fail;
+            if (coru__fail_now(CORU__FAIL_GUARD) || madv_ranges(guard_iov, slots, MADV_GUARD_INSTALL) != 0) goto fail;
         }
         c->carve = m;
         c->carve_left = c->cur_slots = slots;

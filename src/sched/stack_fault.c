@@ -9,6 +9,7 @@
  *   old_segv, old_bus          written once in install_handlers (under
  *                              pthread_once), then read by the handler
  */
+#include "fail.h"
 #include "sched/stack.h"
 
 #include "common.h"
@@ -159,9 +160,9 @@ int coru__stack_thread_init(void)
     /* A guard page below it too: a handler that overruns the alternate
      * stack faults instead of scribbling over a neighbour. */
     size_t len = page + ALTSTACK_SIZE;
-    char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    char *m = coru__mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED) return -ENOMEM;
-    if (mprotect(m, page, PROT_NONE) != 0) {
+    if (coru__guard_protect(m, page) != 0) {
         munmap(m, len);
         return -ENOMEM;
     }

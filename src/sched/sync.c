@@ -56,6 +56,7 @@
  * (coru__waiter_init): a cancelled coroutine never parks again, but can
  * still take a free mutex or an available unit to clean up.
  */
+#include "fail.h"
 #include "sched/sync.h"
 
 #include <errno.h>
@@ -181,7 +182,7 @@ static void check_idle(struct coru__lock *l, const struct coru__waitq *q, const 
 int coru_mutex_create(coru_mutex **out)
 {
     if (!out) return -EINVAL;
-    struct coru_mutex *m = calloc(1, sizeof *m);
+    struct coru_mutex *m = coru__calloc(1, sizeof *m);
     if (!m) return -ENOMEM;
     coru__lock_init(&m->lock);
     *out = m;
@@ -297,7 +298,7 @@ static void relock(coru_mutex *m)
 int coru_cond_create(coru_cond **out)
 {
     if (!out) return -EINVAL;
-    struct coru_cond *c = calloc(1, sizeof *c);
+    struct coru_cond *c = coru__calloc(1, sizeof *c);
     if (!c) return -ENOMEM;
     coru__lock_init(&c->lock);
     *out = c;
@@ -384,7 +385,7 @@ int coru_cond_broadcast(coru_cond *c)
 int coru_sema_create(coru_sema **out, unsigned initial)
 {
     if (!out || initial > SEMA_MAX) return -EINVAL;
-    struct coru_sema *s = calloc(1, sizeof *s);
+    struct coru_sema *s = coru__calloc(1, sizeof *s);
     if (!s) return -ENOMEM;
     coru__lock_init(&s->lock);
     s->count = initial;
@@ -453,7 +454,7 @@ int coru_sema_release(coru_sema *s)
 int coru_waitgroup_create(coru_waitgroup **out)
 {
     if (!out) return -EINVAL;
-    struct coru_waitgroup *wg = calloc(1, sizeof *wg);
+    struct coru_waitgroup *wg = coru__calloc(1, sizeof *wg);
     if (!wg) return -ENOMEM;
     coru__lock_init(&wg->lock);
     *out = wg;

@@ -20,6 +20,7 @@
  *     firer, as its last access to the timer (release, pairs with the
  *     acquire in disarm), or by the disarm itself.
  */
+#include "fail.h"
 #include "sched/timer.h"
 
 #include <errno.h>
@@ -93,7 +94,7 @@ static int heap_insert(struct coru__theap *h, struct coru__timer *t)
 {
     if (h->n == h->cap) {
         size_t cap = h->cap ? 2 * h->cap : 64;
-        struct coru__hent *na = realloc(h->a, cap * sizeof *na);
+        struct coru__hent *na = coru__realloc(h->a, cap * sizeof *na);
         if (!na) return -ENOMEM;
         h->a = na;
         h->cap = cap;
