@@ -12,11 +12,20 @@
  *     woken by the S2-S3 of whoever added (idle.c).
  *   - A coroutine is in the ring at most once, and leaves it to exactly
  *     one taker (the lock).
+ *   - Adding never fails and never drops a coroutine: when the ring
+ *     cannot grow (malloc fails), what does not fit goes on the spill
+ *     list, linked through co->next (free while a coroutine is runnable
+ *     and in no inbox: it is in the global queue instead). gq_len counts
+ *     ring and spill list; takers drain the ring first, then the list,
+ *     and the next add that finds the ring empty tries to grow it again.
+ *     Order across the two is only roughly FIFO; nothing waits forever,
+ *     since every take moves the list forward once the ring is empty.
  *   - The ring is set up by coru_run before the workers start and freed
  *     after they have all returned (coru__gq_init, coru__gq_fini).
  */
 #include <stdlib.h>
 
+#include "fail.h"
 #include "sched/lock.h"
 #include "sched/rt.h"
 
@@ -26,28 +35,88 @@
  * firing behind a spawner that had filled the queue woke up to 1.4 s
  * late, and the 300,000 stacks they held were alive at once instead of
  * the 80,000 due). */
+/* Caller holds gq_lock. Makes room for n more in the ring; false when
+ * it cannot grow (out of memory). */
+static bool ring_reserve(size_t len, size_t n)
+{
+    if (len + n <= coru__rt.gq_cap) return true;
+    size_t cap = coru__rt.gq_cap ? coru__rt.gq_cap : 1024;
+    while (cap < len + n) cap *= 2;
+    struct coru_co **nb = coru__malloc(cap * sizeof *nb);
+    if (!nb) return false;
+    for (size_t i = 0; i < len; i++) nb[i] = coru__rt.gq_buf[(coru__rt.gq_head + i) % coru__rt.gq_cap];
+    free(coru__rt.gq_buf);
+    coru__rt.gq_buf = nb;
+    coru__rt.gq_cap = cap;
+    coru__rt.gq_head = 0;
+    return true;
+}
+
+/* Caller holds gq_lock: appends to the spill list (front: ahead of it). */
+static void spill(struct coru_co **cos, size_t n, bool front)
+{
+    struct coru_co *h = NULL, *t = NULL;
+    for (size_t i = 0; i < n; i++) {
+        cos[i]->next = NULL;
+        if (t) t->next = cos[i];
+        else h = cos[i];
+        t = cos[i];
+    }
+    if (!coru__rt.gq_spill_head) {
+        coru__rt.gq_spill_head = h;
+        coru__rt.gq_spill_tail = t;
+    } else if (front) {
+        t->next = coru__rt.gq_spill_head;
+        coru__rt.gq_spill_head = h;
+    } else {
+        coru__rt.gq_spill_tail->next = h;
+        coru__rt.gq_spill_tail = t;
+    }
+    coru__rt.gq_spill_len += n;
+}
+
+/* Any thread. Adds n coroutines, in order, at the tail, or
+ * (front) ahead of everything queued: work that was already woken and
+ * overflowed a FIFO queue must not wait behind a million spawns (timers
+ * firing behind a spawner that had filled the queue woke up to 1.4 s
+ * late, and the 300,000 stacks they held were alive at once instead of
+ * the 80,000 due). */
 void coru__gq_add(struct coru_co **cos, size_t n, bool front)
 {
+    if (n == 0) return;
     coru__lock(&coru__rt.gq_lock);
     size_t len = atomic_load_explicit(&coru__rt.gq_len, memory_order_relaxed);
-    if (len + n > coru__rt.gq_cap) {
-        size_t cap = coru__rt.gq_cap ? coru__rt.gq_cap : 1024;
-        while (cap < len + n) cap *= 2;
-        struct coru_co **nb = malloc(cap * sizeof *nb);
-        if (!nb) CORU_PANIC("out of memory growing the global run queue to %zu", cap);
-        for (size_t i = 0; i < len; i++)
-            nb[i] = coru__rt.gq_buf[(coru__rt.gq_head + i) % coru__rt.gq_cap];
-        free(coru__rt.gq_buf);
-        coru__rt.gq_buf = nb;
-        coru__rt.gq_cap = cap;
-        coru__rt.gq_head = 0;
+    size_t ring = len - coru__rt.gq_spill_len;
+    /* Behind a spill list, a tail add goes after it (FIFO). */
+    if ((coru__rt.gq_spill_len && !front) || !ring_reserve(ring, n)) {
+        spill(cos, n, front);
+    } else {
+        size_t at = coru__rt.gq_head + ring;
+        if (front) at = coru__rt.gq_head = (coru__rt.gq_head + coru__rt.gq_cap - n) % coru__rt.gq_cap;
+        for (size_t i = 0; i < n; i++) coru__rt.gq_buf[(at + i) % coru__rt.gq_cap] = cos[i];
     }
-    size_t at = coru__rt.gq_head + len;
-    if (front) at = coru__rt.gq_head = (coru__rt.gq_head + coru__rt.gq_cap - n) % coru__rt.gq_cap;
-    for (size_t i = 0; i < n; i++) coru__rt.gq_buf[(at + i) % coru__rt.gq_cap] = cos[i];
     /* relaxed: the hint is read racily; the lock orders the ring itself */
     atomic_store_explicit(&coru__rt.gq_len, len + n, memory_order_relaxed);
     coru__unlock(&coru__rt.gq_lock);
+}
+
+/* Caller holds gq_lock: the oldest queued coroutine, ring first. */
+static struct coru_co *pop(void)
+{
+    size_t ring = atomic_load_explicit(&coru__rt.gq_len, memory_order_relaxed) - coru__rt.gq_spill_len;
+    struct coru_co *co;
+    if (ring) {
+        co = coru__rt.gq_buf[coru__rt.gq_head];
+        coru__rt.gq_head = (coru__rt.gq_head + 1) % coru__rt.gq_cap;
+    } else {
+        co = coru__rt.gq_spill_head;
+        coru__rt.gq_spill_head = co->next;
+        if (!co->next) coru__rt.gq_spill_tail = NULL;
+        co->next = NULL;
+        coru__rt.gq_spill_len--;
+    }
+    atomic_store_explicit(&coru__rt.gq_len, ring + coru__rt.gq_spill_len - (ring ? 1 : 0), memory_order_relaxed);
+    return co;
 }
 
 /* Takes a fair share of the global queue, at most `most`: returns one
@@ -65,10 +134,7 @@ struct coru_co *coru__gq_take(struct coru__worker *w, size_t most)
     size_t room = YQ_CAP - coru__deque_size(&w->yq); /* owner: exact */
     if (n > room + 1) n = room + 1; /* one is returned, the rest pushed */
     if (n > len) n = len;
-    for (size_t i = 0; i < n; i++)
-        batch[i] = coru__rt.gq_buf[(coru__rt.gq_head + i) % coru__rt.gq_cap];
-    if (n) coru__rt.gq_head = (coru__rt.gq_head + n) % coru__rt.gq_cap;
-    atomic_store_explicit(&coru__rt.gq_len, len - n, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++) batch[i] = pop();
     coru__unlock(&coru__rt.gq_lock);
     if (!n) return NULL;
     /* Into the FIFO yield queue: they waited longest, and refilling the
@@ -82,6 +148,8 @@ void coru__gq_init(void)
     coru__lock_init(&coru__rt.gq_lock);
     coru__rt.gq_buf = NULL;
     coru__rt.gq_cap = coru__rt.gq_head = 0;
+    coru__rt.gq_spill_head = coru__rt.gq_spill_tail = NULL;
+    coru__rt.gq_spill_len = 0;
     atomic_store(&coru__rt.gq_len, 0);
 }
 
@@ -89,9 +157,7 @@ void coru__gq_init(void)
  * queued, and end here without running. */
 void coru__gq_drop(void)
 {
-    for (size_t i = 0; i < atomic_load(&coru__rt.gq_len); i++)
-        coru__co_finished(NULL, coru__rt.gq_buf[(coru__rt.gq_head + i) % coru__rt.gq_cap]);
-    atomic_store(&coru__rt.gq_len, 0);
+    while (atomic_load(&coru__rt.gq_len)) coru__co_finished(NULL, pop());
 }
 
 void coru__gq_fini(void)

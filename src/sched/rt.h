@@ -145,6 +145,10 @@ struct coru__rt {
     CORU_ALIGNED_CL struct coru__lock gq_lock;
     struct coru_co **gq_buf;
     size_t gq_cap, gq_head;
+    /* What the ring could not take when it could not grow (no memory),
+     * linked through co->next, FIFO; taken once the ring is empty. */
+    struct coru_co *gq_spill_head, *gq_spill_tail;
+    size_t gq_spill_len;
     _Atomic size_t gq_len; /* written under gq_lock; read racily as a hint */
 
     CORU_ALIGNED_CL pthread_mutex_t idle_lock;
