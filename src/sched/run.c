@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fail.h"
 #include "io/engine.h"
 #include "sched/dump.h"
 #include "sched/lock.h"
@@ -115,9 +116,19 @@ static void ext_open_run(void)
 
 /* ---------------------------------------------------------------- workers */
 
+/* The launch gate: coru_run holds it (write) while it starts the worker
+ * threads, and each started thread passes it (read) before anything
+ * else, so that the barriers can be set up for the threads that did
+ * start once their number is known (a pthread_create may fail). */
+static pthread_rwlock_t launch_gate = PTHREAD_RWLOCK_INITIALIZER;
+
 static void *worker_main(void *p)
 {
     struct coru__worker *w = p;
+    if (w->id != 0) {
+        pthread_rwlock_rdlock(&launch_gate);
+        pthread_rwlock_unlock(&launch_gate);
+    }
     coru__worker_set_self(w);
     atomic_store_explicit(&w->tid, (int)gettid(), memory_order_relaxed);
     int rc = coru__stack_thread_init();
@@ -248,7 +259,7 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
     coru__stack_set_default(o.stack_size);
     coru__engine_run_begin(); /* before any worker starts */
 
-    struct coru__worker *ws = aligned_alloc(CORU_CACHELINE, sizeof *ws * n);
+    struct coru__worker *ws = coru__aligned_alloc(CORU_CACHELINE, sizeof *ws * n);
     if (!ws) {
         rc = -ENOMEM;
         goto out_state;
@@ -288,9 +299,6 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
     pthread_mutex_unlock(&coru__rt.ext_lock);
     atomic_store(&coru__rt.stop, false);
     atomic_store(&coru__rt.start_err, 0);
-    pthread_barrier_init(&coru__rt.start_bar, NULL, n);
-    pthread_barrier_init(&coru__rt.open_bar, NULL, n);
-    pthread_barrier_init(&coru__rt.stop_bar, NULL, n);
 
     /* SIGPIPE: blocked on every worker for the run (the threads started
      * below inherit the mask), so that a write to a pipe whose reader has
@@ -311,19 +319,27 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
     struct coru_co *main_co;
     struct coru_attr main_attr = {.name = "main"};
     rc = coru__spawn(&main_co, fn, arg, &main_attr, 1, (uintptr_t)__builtin_return_address(0), NULL);
-    if (rc) {
-        atomic_store(&coru__rt.stop, true);
-    }
     unsigned started = 1;
     ws[0].thread = pthread_self();
+    pthread_rwlock_wrlock(&launch_gate);
     for (unsigned i = 1; i < n && !rc; i++) {
-        if (pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]) != 0) {
-            /* Cannot start all workers: run with those we have would
-             * break the barrier count; give up cleanly. */
-            CORU_PANIC("pthread_create failed for worker %u", i);
+        /* A thread that cannot be started fails the run (-EAGAIN, as
+         * pthread_create says): the ones started see start_err and end
+         * without running anything. */
+        int e = coru__pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]);
+        if (e) {
+            atomic_store(&coru__rt.start_err, -(e == EAGAIN || e == ENOMEM ? EAGAIN : e));
+            break;
         }
         started++;
     }
+    if (rc) started = 0; /* no main coroutine: no worker runs */
+    else {
+        pthread_barrier_init(&coru__rt.start_bar, NULL, started);
+        pthread_barrier_init(&coru__rt.open_bar, NULL, started);
+        pthread_barrier_init(&coru__rt.stop_bar, NULL, started);
+    }
+    pthread_rwlock_unlock(&launch_gate);
     if (!rc) {
         /* Without a monitor the run goes on, only unwatched. */
         int mrc = coru__monitor_start(&o);
@@ -336,9 +352,11 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
             coru__gq_drop(); /* the run never started: the main coroutine is still queued */
         }
     }
-    pthread_barrier_destroy(&coru__rt.start_bar);
-    pthread_barrier_destroy(&coru__rt.open_bar);
-    pthread_barrier_destroy(&coru__rt.stop_bar);
+    if (started) {
+        pthread_barrier_destroy(&coru__rt.start_bar);
+        pthread_barrier_destroy(&coru__rt.open_bar);
+        pthread_barrier_destroy(&coru__rt.stop_bar);
+    }
     if (dump_sig && !sigismember(&dump_old, dump_sig)) {
         /* One sent to this thread itself (raise) is pending here: the run
          * is over and the handler gone, so it is discarded, not acted on. */
