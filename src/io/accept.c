@@ -41,11 +41,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fail.h"
 #include "io/io.h"
 #include "sched/sched.h"
 #include "sched/waiter.h"
 
 #define Q_HIGH 64 /* queued fds at which the multishot is paused */
+#define Q_INIT (2 * Q_HIGH) /* the queue's room from the start */
 
 struct coru__msa {
     struct coru__engine_op base; /* user_data of the multishot SQE */
@@ -71,8 +73,20 @@ static void q_push(struct coru__msa *m, int fd)
 {
     if (m->qlen == m->qcap) {
         size_t cap = m->qcap ? 2 * m->qcap : 16;
-        int *nq = malloc(cap * sizeof *nq);
-        if (!nq) CORU_PANIC("out of memory queueing an accepted connection");
+        int *nq = coru__malloc(cap * sizeof *nq);
+        if (!nq) {
+            /* The queue holds Q_INIT from the start (msa_of), and the
+             * multishot is paused at Q_HIGH: growing means CQEs kept
+             * coming after the pause was asked for. Without memory for
+             * them the connection is closed (its client sees a reset and
+             * may retry), which beats aborting every other one; said on
+             * stderr, never silently. */
+            static const char msg[] = "coru: out of memory queueing an accepted connection: closed it\n";
+            if (write(2, msg, sizeof msg - 1) < 0) { /* nothing more to do */
+            }
+            close(fd);
+            return;
+        }
         for (size_t i = 0; i < m->qlen; i++) nq[i] = m->q[(m->qhead + i) % m->qcap];
         free(m->q);
         m->q = nq;
@@ -187,7 +201,8 @@ static void msa_complete(struct coru__engine_op *op, int res)
  * (taken under fs->lock: coru__msa_close detaches it under fs->lock and
  * frees it only under m->lock, so it cannot go away in between). NULL
  * when lfd is past the fd table or coru_close has begun on it (the
- * caller's fallback then fails with -EBADF). */
+ * caller's fallback then fails with -EBADF), or when there is no memory
+ * for the state (the fallback needs none). */
 static struct coru__msa *msa_of(int lfd)
 {
     struct coru__fdstate *fs = coru__fdstate(lfd);
@@ -200,8 +215,17 @@ static struct coru__msa *msa_of(int lfd)
     }
     struct coru__msa *m = fs->msa;
     if (!m) {
-        m = calloc(1, sizeof *m);
-        if (!m) CORU_PANIC("out of memory for a listener's accept state");
+        /* Without memory for it the caller falls back to single-shot
+         * accepts, which need none. */
+        m = coru__calloc(1, sizeof *m);
+        int *q = m ? coru__malloc(Q_INIT * sizeof *q) : NULL;
+        if (!q) {
+            free(m);
+            coru__unlock(&fs->lock);
+            return NULL;
+        }
+        m->q = q;
+        m->qcap = Q_INIT;
         m->base.complete = msa_complete;
         coru__lock_init(&m->lock);
         m->lfd = lfd;
@@ -233,7 +257,7 @@ int coru__msa_accept(struct coru__engine *e, int lfd, int64_t deadline)
     bool cancelled = coru__self_cancelled();
     if (cancelled || coru__dl_passed(deadline)) {
         coru__unlock(&m->lock);
-        int r = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); /* try once */
+        int r = coru__accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); /* try once */
         return r >= 0 ? r : errno != EAGAIN ? -errno : cancelled ? -ECANCELED : -ETIMEDOUT;
     }
     int rc = coru__waiter_init(&w);
