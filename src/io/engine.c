@@ -6,7 +6,12 @@
  *   - coru__engine_select runs before any worker thread starts (the
  *     scheduler calls it from coru_run), so `selected` and `caps` are plain
  *     variables: thread creation orders their stores before every worker's
- *     reads. The io_uring probe runs once per process (pthread_once).
+ *     reads. The io_uring probe runs at the first coru_run that may use
+ *     io_uring, and its answer is kept when it is a lasting one (io_uring
+ *     works, or EPERM / ENOSYS: it is disabled or filtered here); a
+ *     passing failure (ENOMEM, EMFILE, ...) is not kept, and the next run
+ *     probes again. Runs never overlap (coru_run's state CAS orders one
+ *     run's select after the last one's end), so `probed` needs no lock.
  *   - coru__engine_tls is this thread's engine: set by create, cleared by
  *     destroy, read by wake to pick the MSG_RING path.
  *   - See engine_impl.h for field ownership and the wake/destroy lifetime
@@ -31,6 +36,7 @@
  *   A wake from the owner itself (a completion callback, say) only sets
  *   self_wake: the owner is awake, and its next wait merely polls.
  */
+#include "fail.h"
 #include "io/engine_impl.h"
 
 #include <errno.h>
@@ -44,13 +50,15 @@
 
 __thread struct coru__engine *coru__engine_tls;
 
-static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
-static struct coru__uring_caps caps; /* written once by probe_run */
+static bool probed;
+static struct coru__uring_caps caps; /* written by probe(), before workers start */
 static enum coru__engine_kind selected = CORU__ENGINE_NONE;
 
-static void probe_run(void)
+static void probe(void)
 {
+    if (probed) return;
     coru__uring_probe(&caps);
+    probed = caps.err == 0 || caps.err == -EPERM || caps.err == -ENOSYS;
 }
 
 /* CORU_IO, if set and not empty: 1, 2, or -EINVAL for anything else. */
@@ -76,7 +84,7 @@ int coru__engine_select(int want)
         selected = CORU__ENGINE_EPOLL;
         return selected;
     }
-    pthread_once(&probe_once, probe_run);
+    probe();
     if (caps.err == 0) {
         selected = CORU__ENGINE_URING;
         return selected;
@@ -113,10 +121,10 @@ int coru__engine_create(struct coru__engine **out)
     enum coru__engine_kind kind = selected;
     if (kind == CORU__ENGINE_NONE) return -EINVAL; /* select not called */
 
-    struct coru__engine *e = calloc(1, sizeof *e);
+    struct coru__engine *e = coru__calloc(1, sizeof *e);
     if (!e) return -ENOMEM;
     e->head.kind = kind;
-    e->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    e->wake_fd = coru__eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (e->wake_fd < 0) {
         int err = -errno;
         free(e);
