@@ -14,7 +14,13 @@
  *
  * Invariants:
  *   - guarded_count is the number of mapped stacks with CORU__STACK_GUARDED
- *     (pooled or in use) and never exceeds guard_budget.
+ *     (pooled or in use); a stack is guarded only if the count was below
+ *     guard_budget when it was reserved. The budget starts from
+ *     vm.max_map_count and is lowered, once and for good, to the count
+ *     in use when the kernel refuses a guard page (ENOMEM: the process
+ *     is at its mapping limit, whatever the budget said), so that later
+ *     stacks go straight to canary slots instead of paying a failed
+ *     mmap and mprotect each.
  *   - Every stack has a guard page below lo (its own PROT_NONE page, or a
  *     marker), or else an intact canary at [lo - CORU__CANARY_LEN, lo)
  *     from the moment it is handed out until it is released; a stack whose
@@ -27,13 +33,17 @@
  *     (release_list), in batches.
  *
  * Ownership map:
- *   page, builtin_default, guard_budget  written once in global_init
+ *   page, builtin_default  written once in global_init
  *                          (pthread_once), read-only afterwards
+ *   guard_budget           set in global_init, lowered by any thread,
+ *                          atomic (relaxed: a stale read costs one more
+ *                          try at a guard page, nothing else)
  *   guard_madv, dflt_size  any thread, atomic settings
  *   guarded_count          any thread, atomic
  *   depot                  its own lock (depot.h)
  *   struct coru__stack_pool   its owner thread only
  */
+#include "fail.h"
 #include "sched/stack.h"
 
 #include "common.h"
@@ -64,16 +74,13 @@
 /* VMAs left to the rest of the process before guarded stacks get any. */
 #define VMA_RESERVE 8192
 #define DEFAULT_MAX_MAP_COUNT 65530
-#ifndef MADV_GUARD_INSTALL
-#define MADV_GUARD_INSTALL 102 /* Linux 6.13: guard pages without a VMA */
-#endif
 
 _Static_assert(sizeof(struct coru__stack) <= CORU__DESC_SPACE, "descriptor must fit in CORU__DESC_SPACE");
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static size_t page;
 static size_t builtin_default;
-static size_t guard_budget;
+static _Atomic size_t guard_budget;
 /* Whether MADV_GUARD_INSTALL works here (probed in global_init; off with
  * CORU_NO_GUARD_MADVISE=1 or, in tests, coru__stack_use_guard_madvise).
  * Relaxed: a setting; each slab class and each stack records the layout
@@ -138,15 +145,22 @@ static void global_init(void)
     atomic_store_explicit(&dflt_size, builtin_default, memory_order_relaxed);
 
     size_t maps = read_number("/proc/sys/vm/max_map_count");
+#ifdef CORU_TESTING
+    /* Test builds: a lowered vm.max_map_count for this process alone (the
+     * sysctl is machine-wide); with fail.h's GUARD site the kernel's
+     * refusal past it can be played too. */
+    const char *lim = getenv("CORU_TEST_MAX_MAP_COUNT");
+    if (lim && *lim) maps = strtoul(lim, NULL, 10);
+#endif
     if (maps == 0) maps = DEFAULT_MAX_MAP_COUNT;
-    guard_budget = maps > VMA_RESERVE ? (maps - VMA_RESERVE) / 4 : 0;
+    atomic_store_explicit(&guard_budget, maps > VMA_RESERVE ? (maps - VMA_RESERVE) / 4 : 0, memory_order_relaxed);
 
     bool gm = false;
     const char *no = getenv("CORU_NO_GUARD_MADVISE");
     if (!(no && *no && strcmp(no, "0") != 0)) {
-        char *m = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        char *m = coru__mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (m != MAP_FAILED) {
-            gm = madvise(m, page, MADV_GUARD_INSTALL) == 0;
+            gm = coru__guard_madvise(m, page) == 0;
             munmap(m, 2 * page);
         }
     }
@@ -196,7 +210,7 @@ size_t coru__stack_guarded_count(void)
 size_t coru__stack_guard_budget(void)
 {
     ensure_init();
-    return guard_budget;
+    return atomic_load_explicit(&guard_budget, memory_order_relaxed);
 }
 
 void coru__stack_check(const struct coru__stack *s)
@@ -241,7 +255,7 @@ static bool guard_reserve(void)
 {
     size_t n = atomic_load_explicit(&guarded_count, memory_order_relaxed);
     do {
-        if (n >= guard_budget) return false;
+        if (n >= atomic_load_explicit(&guard_budget, memory_order_relaxed)) return false;
     } while (!atomic_compare_exchange_weak_explicit(&guarded_count, &n, n + 1, memory_order_relaxed,
                                                     memory_order_relaxed));
     return true;
@@ -256,7 +270,7 @@ static struct coru__stack *map_guarded(size_t size)
     size_t len = page + size + page;
     char *m = coru__slab_map(len);
     if (!m) return NULL;
-    if (mprotect(m, page, PROT_NONE) != 0) {
+    if (coru__guard_protect(m, page) != 0) {
         munmap(m, len);
         return NULL;
     }
@@ -311,8 +325,14 @@ static int alloc_global(size_t size, bool allow_guard, struct coru__stack **out)
     } else {
         if (allow_guard && guard_reserve()) {
             s = map_guarded(size);
-            /* Out of memory or of VMAs: an unguarded stack may still fit. */
-            if (!s) guard_unreserve();
+            /* Out of memory or of VMAs: an unguarded stack may still fit,
+             * and no more guard pages are tried (see Invariants). */
+            if (!s) {
+                guard_unreserve();
+                size_t used = atomic_load_explicit(&guarded_count, memory_order_relaxed);
+                if (used < atomic_load_explicit(&guard_budget, memory_order_relaxed))
+                    atomic_store_explicit(&guard_budget, used, memory_order_relaxed);
+            }
         }
         if (!s && size == coru__stack_default()) (void)coru__slab_take(size, false, 1, &s);
         if (!s) s = map_lone(size);
