@@ -24,6 +24,11 @@
  *     cancelled coroutine can drain a channel, take a free mutex or join
  *     a finished coroutine while it cleans up. -ECANCELED wins over
  *     -ETIMEDOUT when both apply.
+ *   - A wait with a deadline (a sleep, or a _dl call with a deadline
+ *     other than CORU_NEVER) arms a timer in its worker's heap, which
+ *     grows as needed: when no memory can be had for that, the call
+ *     returns -ENOMEM without having waited (nothing was sent, received
+ *     or taken), whatever its own list of errors says.
  *
  * Groups, in this order: runtime (coru_run, options, stats); coroutines
  * (spawn, join, yield, cancel); channels and select (coru_chan_*,
@@ -104,8 +109,14 @@ struct coru_opts {
  * SIGPIPE raised on a worker meanwhile is discarded. The process's signal
  * dispositions are not touched.
  * Returns 0, or: -EINVAL (fn NULL, bad option), -EBUSY (a runtime is already
- * running in this process, or called from a coroutine), -ENOMEM, or the
- * I/O engine's setup error (CORU_IO_URING only: -EPERM, -ENOSYS, ...). */
+ * running in this process, or called from a coroutine), -ENOMEM, -EAGAIN
+ * (a worker thread could not be started), -EMFILE or -ENFILE (no fds for
+ * a worker's epoll or eventfd), or the I/O engine's setup error
+ * (CORU_IO_URING only: -EPERM, -ENOSYS, ...). On such an error nothing
+ * ran, and nothing is left behind: a later coru_run starts afresh.
+ * CORU_IO_AUTO uses epoll when io_uring cannot be set up; a lasting
+ * refusal (EPERM, ENOSYS) is remembered for the process, a passing one
+ * (ENOMEM, EMFILE) is tried again at the next run. */
 CORU_API int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts);
 
 /* Per-worker counters. Each worker writes only its own; a read while the
@@ -431,7 +442,8 @@ CORU_API int64_t coru_now(void);
  * coroutine yields to let others run). A plain thread sleeps on a futex.
  * Returns 0, or -ECANCELED (cancelled before or while sleeping; also for
  * ns <= 0, so coru_sleep(0) is a cancellation point, as asyncio.sleep(0)
- * is), -EPERM (in a generator body). */
+ * is), -EPERM (in a generator body), -ENOMEM (no memory for the timer:
+ * it did not sleep). */
 CORU_API int coru_sleep(int64_t ns);
 /* Parks until coru_now() >= deadline; a deadline already past (any
  * negative value but CORU_NEVER included) is coru_sleep(0). CORU_NEVER
