@@ -292,7 +292,9 @@ CORU_API int coru_set_name(const char *name);
  * Up to 1,000 coroutines it is the full list, past that the grouped one.
  *
  * Reports the runtime makes by itself, on stderr, from the monitor
- * thread (started by coru_run unless both are off):
+ * thread (started by coru_run unless both are off; if it cannot be
+ * started, the run goes on unwatched and says so on stderr: "coru: no
+ * monitor thread"):
  *   - Stall: a coroutine that has run for coru_opts.stall_ms (default 100
  *     ms) without parking, yielding or spawning (a loop that starts many
  *     coroutines is not a stall) is reported once per stall, with its

@@ -9,9 +9,10 @@
  *     reads. The io_uring probe runs at the first coru_run that may use
  *     io_uring, and its answer is kept when it is a lasting one (io_uring
  *     works, or EPERM / ENOSYS: it is disabled or filtered here); a
- *     passing failure (ENOMEM, EMFILE, ...) is not kept, and the next run
- *     probes again. Runs never overlap (coru_run's state CAS orders one
- *     run's select after the last one's end), so `probed` needs no lock.
+ *     passing failure (ENOMEM, EMFILE, ...), of the ring or of a feature
+ *     probe (caps.partial), is not kept, and the next run probes again.
+ *     Runs never overlap (coru_run's state CAS orders one run's select
+ *     after the last one's end), so `probed` needs no lock.
  *   - coru__engine_tls is this thread's engine: set by create, cleared by
  *     destroy, read by wake to pick the MSG_RING path.
  *   - See engine_impl.h for field ownership and the wake/destroy lifetime
@@ -58,7 +59,7 @@ static void probe(void)
 {
     if (probed) return;
     coru__uring_probe(&caps);
-    probed = caps.err == 0 || caps.err == -EPERM || caps.err == -ENOSYS;
+    probed = (caps.err == 0 && !caps.partial) || caps.err == -EPERM || caps.err == -ENOSYS;
 }
 
 /* CORU_IO, if set and not empty: 1, 2, or -EINVAL for anything else. */

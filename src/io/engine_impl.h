@@ -67,6 +67,9 @@ struct coru__uring_caps {
     bool msg_ring;       /* IORING_OP_MSG_RING works (ring to ring) */
     bool msg_skip;       /* IOSQE_CQE_SKIP_SUCCESS verified on MSG_RING */
     bool multishot_accept; /* IORING_ACCEPT_MULTISHOT works (5.19+) */
+    bool partial;        /* a feature probe could not run (no fd, no
+                            memory): its feature stays off for this run,
+                            and the next run probes again */
 };
 
 struct coru__uring {

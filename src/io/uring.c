@@ -144,7 +144,10 @@ static void probe_msg_ring(struct io_uring *ring, struct coru__uring_caps *caps)
 static void probe_multishot_accept(struct io_uring *ring, struct coru__uring_caps *caps)
 {
     int lfd = coru__socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (lfd < 0) return;
+    if (lfd < 0) {
+        caps->partial = true;
+        return;
+    }
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (bind(lfd, (struct sockaddr *)&a, sizeof a) < 0 || listen(lfd, 1) < 0) {
         close(lfd);
