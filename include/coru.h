@@ -178,7 +178,10 @@ typedef struct coru_co coru_t;
  * coroutines a bigger stack. A guard page stops the overflow at the first
  * touch; a canary only reports it at the next switch out or exit. If no
  * memory can be had for a stack when a coroutine first runs, the process
- * aborts with a message naming it, as Go does. */
+ * aborts, as Go does, with a message naming it:
+ *   coru: prepare: no memory for the stack of coroutine <id> "<name>" (<size> bytes): -12
+ * (a kernel that refuses a guard page is no such case: the stack gets a
+ * canary instead, and no more guard pages are tried). */
 struct coru_attr {
     size_t stack_size; /* bytes; 0 = the runtime's default */
     const char *name;  /* shown by coru_dump, the reports and gdb; copied

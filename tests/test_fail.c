@@ -406,18 +406,19 @@ static void maps_child(const char *args)
     exit(atomic_load(&nbad) ? 1 : 0);
 }
 
-/* TEST_FAIL_CHILD="io site nth err": site -1 counts the calls of every
- * site and prints them ("CALLS 12 3 ..."). */
+/* TEST_FAIL_CHILD="io site nth err sticky": site -1 counts the calls of
+ * every site and prints them ("CALLS 12 3 ..."); sticky 1: every call
+ * from the nth on fails. */
 __attribute__((constructor)) static void child_main(void)
 {
     const char *c = getenv("TEST_FAIL_CHILD");
     if (!c) return;
     if (!strncmp(c, "maps ", 5)) maps_child(c + 5);
-    int io, site, err;
+    int io, site, err, sticky;
     unsigned long nth;
-    if (sscanf(c, "%d %d %lu %d", &io, &site, &nth, &err) != 4) _exit(99);
+    if (sscanf(c, "%d %d %lu %d %d", &io, &site, &nth, &err, &sticky) != 5) _exit(99);
     alarm(60); /* a hang ends in SIGALRM, which the parent reports */
-    for (int s = 0; s < CORU__FAIL_NSITES; s++) coru__fail_arm(s, s == site ? nth : 0, err, false);
+    for (int s = 0; s < CORU__FAIL_NSITES; s++) coru__fail_arm(s, s == site ? nth : 0, err, sticky);
     struct coru_opts o = {.workers = 2, .io = io};
     int rc = coru_run(program, NULL, &o);
     if (site < 0) {
@@ -489,10 +490,10 @@ static void spawn_child(const char *arg, struct child_out *out)
     cr_assert_eq(waitpid(pid, &out->status, 0), pid);
 }
 
-static void run_child(int io, int site, unsigned long nth, int err, struct child_out *out)
+static void run_child(int io, int site, unsigned long nth, int err, bool sticky, struct child_out *out)
 {
     char arg[96];
-    snprintf(arg, sizeof arg, "%d %d %lu %d", io, site, nth, err);
+    snprintf(arg, sizeof arg, "%d %d %lu %d %d", io, site, nth, err, sticky);
     spawn_child(arg, out);
 }
 
@@ -500,7 +501,9 @@ static void run_child(int io, int site, unsigned long nth, int err, struct child
 static bool promised_abort(const char *text)
 {
     if (strstr(text, "Sanitizer")) return false;
-    return strstr(text, "coru: ") && strstr(text, "no memory for the stack of coroutine");
+    const char *m = strstr(text, "coru: prepare: no memory for the stack of coroutine ");
+    /* the main coroutine, named "main", or one of the program's */
+    return m && (strstr(m, "\"main\" (65536 bytes): -12") || strstr(m, " (65536 bytes): -12"));
 }
 
 #define MAX_OUTCOMES 32
@@ -531,7 +534,7 @@ static const char *io_name(int io)
 static void count_calls(int io, unsigned long calls[CORU__FAIL_NSITES])
 {
     static struct child_out out;
-    run_child(io, -1, 0, 0, &out);
+    run_child(io, -1, 0, 0, false, &out);
     cr_assert(WIFEXITED(out.status) && WEXITSTATUS(out.status) == 0, "counting run on %s: status %#x\n%s", io_name(io),
               out.status, out.text);
     const char *p = strstr(out.text, "CALLS");
@@ -540,8 +543,9 @@ static void count_calls(int io, unsigned long calls[CORU__FAIL_NSITES])
     for (int s = 0; s < CORU__FAIL_NSITES; s++) calls[s] = strtoul(p, (char **)&p, 10);
 }
 
-/* Fails, one run each, every call of `site` the program makes on io. */
-static void sweep(int io, enum coru__fail_site site, int err)
+/* Fails, one run each, every call of `site` the program makes on io
+ * (sticky: that call and every later one). */
+static void sweep_calls(int io, enum coru__fail_site site, int err, bool sticky)
 {
     unsigned long calls[CORU__FAIL_NSITES];
     count_calls(io, calls);
@@ -549,7 +553,7 @@ static void sweep(int io, enum coru__fail_site site, int err)
     struct tally t = {.n = 0};
     static struct child_out out;
     for (unsigned long k = 1; k <= n; k++) {
-        run_child(io, site, k, err, &out);
+        run_child(io, site, k, err, sticky, &out);
         const char *o = strstr(out.text, "OUTCOME ");
         char what[256];
         if (WIFEXITED(out.status) && WEXITSTATUS(out.status) == 0 && o) {
@@ -563,9 +567,14 @@ static void sweep(int io, enum coru__fail_site site, int err)
         }
         tally_add(&t, what);
     }
-    fprintf(stderr, "fail: %s, %s (%lu calls, each failed once with %s):\n", io_name(io), coru__fail_name(site),
-            calls[site], strerror(err));
+    fprintf(stderr, "fail: %s, %s (%lu calls, each failed %s with %s):\n", io_name(io), coru__fail_name(site),
+            calls[site], sticky ? "with all after it" : "once", strerror(err));
     for (int i = 0; i < t.n; i++) fprintf(stderr, "  %4u x %s\n", t.count[i], t.what[i]);
+}
+
+static void sweep(int io, enum coru__fail_site site, int err)
+{
+    sweep_calls(io, site, err, false);
 }
 
 static void sweep_engines(enum coru__fail_site site, int err)
@@ -576,6 +585,14 @@ static void sweep_engines(enum coru__fail_site site, int err)
 
 Test(fail, every_allocation, .timeout = 600) { sweep_engines(CORU__FAIL_ALLOC, ENOMEM); }
 Test(fail, every_mapping, .timeout = 300) { sweep_engines(CORU__FAIL_MMAP, ENOMEM); }
+/* Out of address space for good from the Nth mapping on: the run fails
+ * with -ENOMEM while it starts, or, once a coroutine needs a stack it
+ * cannot have, aborts naming it (coru.h). */
+Test(fail, every_mapping_and_all_after_it, .timeout = 300)
+{
+    sweep_calls(CORU_IO_URING, CORU__FAIL_MMAP, ENOMEM, true);
+    sweep_calls(CORU_IO_EPOLL, CORU__FAIL_MMAP, ENOMEM, true);
+}
 Test(fail, every_guard_install, .timeout = 300) { sweep_engines(CORU__FAIL_GUARD, ENOMEM); }
 Test(fail, every_ring_setup, .timeout = 300)
 {

@@ -338,8 +338,16 @@ static void prepare(struct coru__worker *w, struct coru_co *co)
 {
     if (likely(co->stack != NULL)) return;
     int rc = coru__stack_alloc(&w->pool, co->stack_size, &co->stack);
-    if (rc) CORU_PANIC("no memory for the stack of coroutine %llu (%zu bytes): %d",
-                       (unsigned long long)co->id, coru__stack_round(co->stack_size), rc);
+    if (rc) {
+        union {
+            uint64_t w[4];
+            char c[32];
+        } nm;
+        for (int i = 0; i < 4; i++) nm.w[i] = atomic_load_explicit(&co->reg.name[i], memory_order_relaxed);
+        nm.c[31] = 0;
+        CORU_PANIC("no memory for the stack of coroutine %llu%s%s%s (%zu bytes): %d", (unsigned long long)co->id,
+                   nm.c[0] ? " \"" : "", nm.c, nm.c[0] ? "\"" : "", coru__stack_round(co->stack_size), rc);
+    }
     co->stack->owner_id = co->id;
     co->stack->owner_name = co->reg.name;
     coru__ctx_make(&co->ctx, co->stack, coru__co_entry, co);
