@@ -22,15 +22,23 @@
  *     default), the work deque (stealable: the wake crosses workers) or
  *     the FIFO queue, each followed by the S2-S3 notify; coru__chaos_ready_where
  *   - a switch through the scheduler context instead of straight to the
- *     next local coroutine, and a steal before the local queues in
- *     find_work;                   coru__chaos_via_sched, coru__chaos_steal_first
+ *     next local coroutine, and the FIFO queue's oldest run before the
+ *     run-next slot and the work deque (as every GQ_POLL_INTERVAL ticks);
+ *                                  coru__chaos_via_sched, coru__chaos_fifo_first
+ *     (Not a steal while the worker has work of its own: stolen work goes
+ *     to the work deque, ahead of the FIFO queue, and a worker stealing
+ *     over and over starved its own timer wake-ups for seconds, a
+ *     schedule the real scheduler never makes.)
  *   - short random pauses where park and wake race: before the park's
  *     commit CAS (finish_switch), before a wake's exchange (coru__ready),
  *     and between a waiter's registration and its park (waiter.c);
  *                                                   coru__chaos_delay
  *   - a yield right after a wait returns (no lock held, the coroutine
  *     RUNNING again: an ordinary yield point), which delays the woken
- *     coroutine's next step (its unlink, its unlock);  coru__chaos_yield
+ *     coroutine's next step (its unlink, its unlock); not after a wait
+ *     its deadline ended, since timers due together resume in deadline
+ *     order (coru.h, "Time"), and batches of wake-ups (timers, I/O
+ *     completions) keep their FIFO order too;        coru__chaos_yield
  *
  * Release builds compile none of it: every hook below is then a static
  * inline constant (or empty), and chaos.c is not built.
@@ -96,7 +104,7 @@ static inline bool coru__chaos_via_sched(void)
     return coru__chaos_on() && coru__chaos_one_in_(16);
 }
 
-static inline bool coru__chaos_steal_first(void)
+static inline bool coru__chaos_fifo_first(void)
 {
     return coru__chaos_on() && coru__chaos_one_in_(32);
 }
@@ -124,7 +132,7 @@ static inline int64_t coru__chaos_spin_ns(int64_t dflt) { return dflt; }
 enum { CORU__CHAOS_RUN_NEXT = 0, CORU__CHAOS_DEQUE = 1, CORU__CHAOS_FIFO = 2 };
 static inline int coru__chaos_ready_where(void) { return CORU__CHAOS_RUN_NEXT; }
 static inline bool coru__chaos_via_sched(void) { return false; }
-static inline bool coru__chaos_steal_first(void) { return false; }
+static inline bool coru__chaos_fifo_first(void) { return false; }
 static inline void coru__chaos_delay(void) {}
 static inline void coru__chaos_yield(void) {}
 

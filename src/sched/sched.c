@@ -150,7 +150,9 @@ static inline uint32_t rnd(struct coru__worker *w)
 static struct coru_co *take_local(struct coru__worker *w)
 {
     void *co;
-    if (w->tick % GQ_POLL_INTERVAL == 0 && coru__deque_grab(&w->yq, &co, 1)) return co;
+    /* (test builds: now and then at random, see chaos.h) */
+    if ((w->tick % GQ_POLL_INTERVAL == 0 || coru__chaos_fifo_first()) && coru__deque_grab(&w->yq, &co, 1))
+        return co;
     if (w->tick % OLDEST_INTERVAL == 0 && coru__deque_grab(&w->dq, &co, 1)) return co;
     if (w->lifo_streak >= LIFO_MAX_STREAK) {
         w->lifo_streak = 0;
@@ -272,7 +274,6 @@ static struct coru_co *find_work(struct coru__worker *w)
     for (;;) {
         struct coru_co *co;
         inbox_drain(w);
-        if (coru__chaos_steal_first() && (co = steal(w))) goto found; /* test builds */
         if ((co = next_local(w))) goto found;
         if ((co = gq_take(w, DEQUE_CAP / 2))) goto found;
         if (atomic_load_explicit(&coru__rt.stop, memory_order_relaxed)) return NULL;
