@@ -5,8 +5,8 @@
  * mutex hand-off, cond signal and broadcast, sema, waitgroup, join,
  * timers (sleeps, deadlines, deadlines racing a partner), I/O completion
  * on both engines, and coru_cancel of a coroutine parked in each kind of
- * wait. Over a million park/wake cycles in all (sanitizer builds run
- * fewer).
+ * wait. About three million park/wake cycles in all in a plain build
+ * (sanitizer builds run a tenth to a half of that; see SCALE).
  *
  * How a wake is counted exactly once: every wake carries an id. The
  * waker marks it given, the woken marks it received, and after the run
@@ -83,6 +83,7 @@ static const char *ename(enum coru_io io)
 static struct {
     const char *path;
     enum coru_io io;
+    const char *engine; /* the engine the run chose, once it runs */
     uint64_t seed;
     _Atomic int bad;
     char msg[1024];
@@ -93,8 +94,8 @@ static struct {
 __attribute__((format(printf, 1, 2))) static void flag(const char *fmt, ...)
 {
     if (atomic_fetch_add(&cx.bad, 1) != 0) return;
-    int k = snprintf(cx.msg, sizeof cx.msg, "path=%s engine=%s seed=%llu: ", cx.path, ename(cx.io),
-                     (unsigned long long)cx.seed);
+    int k = snprintf(cx.msg, sizeof cx.msg, "path=%s engine=%s seed=%llu: ", cx.path,
+                     cx.engine ? cx.engine : ename(cx.io), (unsigned long long)cx.seed);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(cx.msg + k, sizeof cx.msg - (size_t)k, fmt, ap);
@@ -237,6 +238,8 @@ static size_t cur_n;
 static void *path_main(void *arg)
 {
     (void)arg;
+    struct coru_stats st;
+    if (coru_stats(&st) == 0) cx.engine = st.engine; /* a static string */
     if (coru_waitgroup_create(&crew.wg)) {
         flag("waitgroup_create");
         return NULL;
@@ -298,12 +301,12 @@ static void run_path(const struct path *p, size_t n, enum coru_io io, uint64_t s
         bool ok = p->partial ? (g == r && g <= 1) : (g == 1 && r == 1);
         cr_assert(ok, "path=%s engine=%s seed=%llu: wake id %zu given %u times, received %u times "
                       "(%llu given, %llu received of %zu)",
-                  p->name, ename(io), (unsigned long long)cx.seed, id, g, r, ngiven(), ngot(), n);
+                  p->name, st.engine, (unsigned long long)cx.seed, id, g, r, ngiven(), ngot(), n);
     }
     /* Every wake in these runs comes from a worker (no plain thread
      * wakes anyone), where coru__ready counts it: one wakeup per park. */
     cr_assert_eq(st.total.parks, st.total.wakeups,
-                 "path=%s engine=%s seed=%llu: %llu parks but %llu wakeups", p->name, ename(io),
+                 "path=%s engine=%s seed=%llu: %llu parks but %llu wakeups", p->name, st.engine,
                  (unsigned long long)cx.seed, (unsigned long long)st.total.parks,
                  (unsigned long long)st.total.wakeups);
     cr_assert_gt(st.total.parks, 0, "path=%s: nothing parked", p->name);
