@@ -29,7 +29,6 @@
  * replays one. Each path prints one line with its counts and time. */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>

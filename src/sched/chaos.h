@@ -20,7 +20,9 @@
  *     idle.c);                                      coru__chaos_spin_ns
  *   - where coru__ready puts a coroutine it wakes: the run-next slot (the
  *     default), the work deque (stealable: the wake crosses workers) or
- *     the FIFO queue, each followed by the S2-S3 notify; coru__chaos_ready_where
+ *     the FIFO queue, each followed by the S2-S3 notify; not within a
+ *     batch of wake-ups (timers, I/O completions), which keeps its FIFO
+ *     order;                                        coru__chaos_ready_where
  *   - a switch through the scheduler context instead of straight to the
  *     next local coroutine, and the FIFO queue's oldest run before the
  *     run-next slot and the work deque (as every GQ_POLL_INTERVAL ticks);
@@ -37,8 +39,7 @@
  *     RUNNING again: an ordinary yield point), which delays the woken
  *     coroutine's next step (its unlink, its unlock); not after a wait
  *     its deadline ended, since timers due together resume in deadline
- *     order (coru.h, "Time"), and batches of wake-ups (timers, I/O
- *     completions) keep their FIFO order too;        coru__chaos_yield
+ *     order (coru.h, "Time");                        coru__chaos_yield
  *
  * Release builds compile none of it: every hook below is then a static
  * inline constant (or empty), and chaos.c is not built.
