@@ -15,6 +15,8 @@
  *   run.c    coru_run and the workers' lifecycle: start, termination,
  *            spawns from plain threads, stats
  *   coro.c   coroutine structs: spawn, join, cancel, their exit
+ *   chaos.c  test builds only: the seeded chaos mode (chaos.h), whose
+ *            hooks sit in sched.c, run.c and waiter.c
  *
  * Where a runnable coroutine is: in exactly one place, a worker's run-next
  * slot (`lifo`, owner only), one of a worker's two deques (`dq`: new and

@@ -26,6 +26,7 @@
 
 #include "fail.h"
 #include "io/engine.h"
+#include "sched/chaos.h"
 #include "sched/dump.h"
 #include "sched/lock.h"
 #include "sched/rt.h"
@@ -130,6 +131,7 @@ static void *worker_main(void *p)
         pthread_rwlock_unlock(&launch_gate);
     }
     coru__worker_set_self(w);
+    coru__chaos_thread(w->id);
     atomic_store_explicit(&w->tid, (int)gettid(), memory_order_relaxed);
     int rc = coru__stack_thread_init();
     if (!rc) rc = coru__engine_create(&w->eng);
@@ -258,6 +260,7 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
     if (rc < 0) goto out_state;
     coru__stack_set_default(o.stack_size);
     coru__engine_run_begin(); /* before any worker starts */
+    coru__chaos_begin();      /* test builds: this run's chaos seed, if any */
 
     struct coru__worker *ws = coru__aligned_alloc(CORU_CACHELINE, sizeof *ws * n);
     if (!ws) {
@@ -271,7 +274,8 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
         atomic_init(&ws[i].idle_at, coru__now_ns());
         ws[i].coarse_now = coru__coarse_ns(); /* parks before its first round */
         atomic_init(&ws[i].inbox_n, 0);
-        ws[i].rng = 0x9e3779b9u * (i + 1) ^ (uint32_t)coru__now_ns();
+        /* steal victims: from the clock, or (test builds) the chaos seed */
+        ws[i].rng = coru__chaos_worker_rng(i, 0x9e3779b9u * (i + 1) ^ (uint32_t)coru__now_ns());
         if (!ws[i].rng) ws[i].rng = 1;
         coru__stack_pool_init(&ws[i].pool);
         coru__theap_init(&ws[i].timers);

@@ -19,6 +19,7 @@
 #include <errno.h>
 
 #include "io/engine.h"
+#include "sched/chaos.h"
 #include "sched/rt.h"
 
 #define GQ_POLL_INTERVAL 61 /* ticks between global queue checks */
@@ -80,6 +81,7 @@ static void schedule_next(struct coru__worker *w, struct coru_co *co)
 
 void coru__ready(struct coru_co *co)
 {
+    coru__chaos_delay(); /* test builds: let the park's commit race us */
     /* acq_rel: release publishes what the waker wrote (a result code, a value)
      * to the coroutine; acquire pairs with the commit CAS in finish_switch, so
      * the saved registers are visible before we enqueue co. */
@@ -90,11 +92,15 @@ void coru__ready(struct coru_co *co)
     struct coru__worker *w = coru__worker_self();
     if (w) {
         coru__stat_inc(&w->st.wakeups);
+        int where = w->wake_fifo ? CORU__CHAOS_RUN_NEXT : coru__chaos_ready_where();
         if (w->wake_fifo) {
             push_local(w, &w->yq, co); /* S1; S2-S3 once per batch: end_batch */
             w->wake_pending = true;
-        } else {
+        } else if (where == CORU__CHAOS_RUN_NEXT) {
             schedule_next(w, co);
+        } else { /* test builds (chaos.h): stealable, or behind the queue */
+            push_local(w, where == CORU__CHAOS_DEQUE ? &w->dq : &w->yq, co); /* S1 */
+            coru__notify();                                                  /* S2-S3 */
         }
     } else {
         gq_push(&co, 1);
@@ -144,7 +150,9 @@ static inline uint32_t rnd(struct coru__worker *w)
 static struct coru_co *take_local(struct coru__worker *w)
 {
     void *co;
-    if (w->tick % GQ_POLL_INTERVAL == 0 && coru__deque_grab(&w->yq, &co, 1)) return co;
+    /* (test builds: now and then at random, see chaos.h) */
+    if ((w->tick % GQ_POLL_INTERVAL == 0 || coru__chaos_fifo_first()) && coru__deque_grab(&w->yq, &co, 1))
+        return co;
     if (w->tick % OLDEST_INTERVAL == 0 && coru__deque_grab(&w->dq, &co, 1)) return co;
     if (w->lifo_streak >= LIFO_MAX_STREAK) {
         w->lifo_streak = 0;
@@ -292,7 +300,7 @@ static struct coru_co *find_work(struct coru__worker *w)
          * context switch per request). */
         bool io = io_pending(w), polled = false;
         if (w->spinning || io) {
-            int64_t until = coru__now_ns() + SPIN_NS;
+            int64_t until = coru__now_ns() + coru__chaos_spin_ns(SPIN_NS);
             do {
                 if (w->spinning && ((co = steal(w)) || (co = gq_take(w, DEQUE_CAP / 2)))) goto found;
                 if (io && poll_engine(w, true)) {
@@ -368,6 +376,7 @@ static void finish_switch(struct coru__worker *w)
         return;
     case POST_PARK: {
         coru__stat_inc(&w->st.parks);
+        coru__chaos_delay(); /* test builds: let a waker race the commit */
         int expect = CO_PARKING;
         /* Step 4: commit. release publishes the saved context to the
          * waker (pairs with the acquire of its exchange); on failure,
@@ -406,7 +415,8 @@ static void switch_out(struct coru__worker *w, struct coru_co *from, int post)
     w->prev = from;
     w->post = post;
     struct coru__ctx *to = w->sched_ctx;
-    struct coru_co *next = next_local(w);
+    /* test builds: now and then through the scheduler's find_work */
+    struct coru_co *next = coru__chaos_via_sched() ? NULL : next_local(w);
     if (next) {
         prepare(w, next);
         /* relaxed: we own next (taken from a queue with acquire) */

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 
+#include "sched/chaos.h"
 #include "sched/dump.h"
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -107,12 +108,16 @@ int coru__waiter_block(struct coru__waiter *w, int64_t deadline)
     coru__unlock(&co->wait_lock);
 
     coru__reg_parking(&co->reg, deadline);
+    coru__chaos_delay(); /* test builds: registered, not yet parked */
     coru__park();
 
     coru__lock(&co->wait_lock);
     co->waiting = NULL;
     coru__unlock(&co->wait_lock);
     coru__timer_disarm(&w->tm); /* a no-op unless armed */
+    /* test builds: no lock held, RUNNING again. Not after a timer's wake:
+     * those resume in deadline order (coru.h, "Time"). */
+    if (w->code != -ETIMEDOUT) coru__chaos_yield();
     return w->code;
 }
 
