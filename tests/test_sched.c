@@ -135,7 +135,7 @@ Test(sched, join_parks_until_the_child_finishes_on_any_worker, .timeout = 60)
         cr_assert_eq(coru_run(main_nested_join, NULL, &o), 0);
         struct coru_stats st;
         cr_assert_eq(coru_stats(&st), 0);
-        cr_assert_str_eq(st.engine, io == CORU_IO_URING ? "io_uring" : "epoll");
+        cr_assert_str_eq(st.engine, expected_engine(io));
     }
 }
 
