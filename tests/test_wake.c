@@ -39,6 +39,7 @@
 
 #include "common.h"
 #include "coru.h"
+#include "helpers.h" /* coru_run: io_uring runs use AUTO under qemu-user */
 #include "sched/chaos.h"
 #include "sched/sched.h" /* a coroutine's pstate: wait until it parked */
 #include "sched/sync.h"
