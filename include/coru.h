@@ -114,9 +114,10 @@ struct coru_opts {
  * a worker's epoll or eventfd), or the I/O engine's setup error
  * (CORU_IO_URING only: -EPERM, -ENOSYS, ...). On such an error nothing
  * ran, and nothing is left behind: a later coru_run starts afresh.
- * CORU_IO_AUTO uses epoll when io_uring cannot be set up; a lasting
- * refusal (EPERM, ENOSYS) is remembered for the process, a passing one
- * (ENOMEM, EMFILE) is tried again at the next run. */
+ * CORU_IO_AUTO uses epoll when io_uring cannot be set up, for its probe
+ * or for any worker's ring; a lasting refusal (EPERM, ENOSYS) is
+ * remembered for the process, a passing one (ENOMEM, EMFILE) is tried
+ * again at the next run. */
 CORU_API int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts);
 
 /* Per-worker counters. Each worker writes only its own; a read while the

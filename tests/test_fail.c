@@ -432,6 +432,8 @@ __attribute__((constructor)) static void child_main(void)
         for (int s = 0; s < CORU__FAIL_NSITES; s++) printf(" %lu", coru__fail_calls(s));
         printf("\n");
     }
+    /* AUTO runs on epoll whenever io_uring cannot be set up (coru.h) */
+    if (rc != 0 && io == CORU_IO_AUTO && site == CORU__FAIL_URING) bad("an AUTO run failed with %d", rc);
     if (rc != 0) {
         ok_or("coru_run", rc, RUNERR);
         pthread_mutex_lock(&seen_lock);
@@ -605,6 +607,7 @@ Test(fail, every_ring_setup, .timeout = 300)
     sweep(CORU_IO_URING, CORU__FAIL_URING, EPERM);
     sweep(CORU_IO_AUTO, CORU__FAIL_URING, EPERM);
     sweep(CORU_IO_URING, CORU__FAIL_URING, ENOMEM);
+    sweep(CORU_IO_AUTO, CORU__FAIL_URING, ENOMEM);
 }
 Test(fail, every_epoll_create, .timeout = 300) { sweep_engines(CORU__FAIL_EPOLL, EMFILE); }
 Test(fail, every_eventfd, .timeout = 300) { sweep_engines(CORU__FAIL_EVENTFD, EMFILE); }

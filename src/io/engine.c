@@ -54,6 +54,7 @@ __thread struct coru__engine *coru__engine_tls;
 static bool probed;
 static struct coru__uring_caps caps; /* written by probe(), before workers start */
 static enum coru__engine_kind selected = CORU__ENGINE_NONE;
+static bool auto_uring; /* selected is io_uring, picked by auto */
 
 static void probe(void)
 {
@@ -76,11 +77,14 @@ static int env_kind(void)
 int coru__engine_select(int want)
 {
     if (want < 0 || want > CORU__ENGINE_EPOLL) return -EINVAL;
+    bool by_auto = false;
     if (want == 0) {
         want = env_kind();
         if (want < 0) return want;
+        by_auto = want == 0;
     }
     selected = CORU__ENGINE_NONE;
+    auto_uring = false;
     if (want == CORU__ENGINE_EPOLL) {
         selected = CORU__ENGINE_EPOLL;
         return selected;
@@ -88,11 +92,17 @@ int coru__engine_select(int want)
     probe();
     if (caps.err == 0) {
         selected = CORU__ENGINE_URING;
+        auto_uring = by_auto;
         return selected;
     }
     if (want == CORU__ENGINE_URING) return caps.err;
     selected = CORU__ENGINE_EPOLL; /* auto: io_uring cannot be set up */
     return selected;
+}
+
+bool coru__engine_auto_uring(void)
+{
+    return auto_uring;
 }
 
 enum coru__engine_kind coru__engine_kind(void)

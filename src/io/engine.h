@@ -108,6 +108,10 @@ struct coru__engine_op {
  * Also probes what the kernel offers (setup flags, IORING_OP_MSG_RING).
  * Returns the kind (> 0) or -errno. */
 int coru__engine_select(int want);
+/* Whether the last coru__engine_select picked io_uring on its own (want
+ * 0 and no CORU_IO): a run that then cannot set up a worker's ring may
+ * run on epoll instead. */
+bool coru__engine_auto_uring(void);
 /* Kind chosen by the last coru__engine_select. */
 enum coru__engine_kind coru__engine_kind(void);
 /* "io_uring", "epoll" or "none". */

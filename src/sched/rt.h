@@ -140,6 +140,8 @@ struct coru__rt {
     struct coru__worker *w;
     _Atomic bool stop;
     _Atomic int start_err;
+    _Atomic bool start_engine_failed; /* start_err is a worker's engine
+                                         setup error */
     pthread_barrier_t start_bar, open_bar, stop_bar;
 
     /* Global queue: a growable ring of pointers (no walking of cold

@@ -134,10 +134,12 @@ static void *worker_main(void *p)
     coru__chaos_thread(w->id);
     atomic_store_explicit(&w->tid, (int)gettid(), memory_order_relaxed);
     int rc = coru__stack_thread_init();
-    if (!rc) rc = coru__engine_create(&w->eng);
+    bool eng = false;
+    if (!rc) eng = (rc = coru__engine_create(&w->eng)) != 0;
     if (rc) {
         int z = 0;
-        atomic_compare_exchange_strong(&coru__rt.start_err, &z, rc);
+        if (atomic_compare_exchange_strong(&coru__rt.start_err, &z, rc) && eng)
+            atomic_store(&coru__rt.start_engine_failed, true);
     }
     w->sched_ctx = coru__ctx_thread();
     pthread_barrier_wait(&coru__rt.start_bar);
@@ -253,6 +255,7 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
     if (coru__worker_self()) return -EBUSY;
     int idle = 0;
     if (!atomic_compare_exchange_strong(&coru__rt.state, &idle, 1)) return -EBUSY;
+    atomic_store(&coru__rt.start_engine_failed, false);
 
     unsigned n = o.workers ? o.workers : default_workers();
     if (n > 256) n = 256;
@@ -332,7 +335,8 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
          * without running anything. */
         int e = coru__pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]);
         if (e) {
-            atomic_store(&coru__rt.start_err, -(e == EAGAIN || e == ENOMEM ? EAGAIN : e));
+            int z = 0;
+            atomic_compare_exchange_strong(&coru__rt.start_err, &z, -(e == EAGAIN || e == ENOMEM ? EAGAIN : e));
             break;
         }
         started++;
@@ -390,5 +394,13 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
     pthread_mutex_unlock(&coru__rt.stats_lock);
 out_state:
     atomic_store(&coru__rt.state, 0);
+    /* CORU_IO_AUTO picked io_uring (the probe ring worked), but a worker
+     * could not set up its own ring (no memory, no fd, a per-user limit
+     * of rings): nothing ran, so the run starts again on epoll, as AUTO
+     * promises. */
+    if (rc < 0 && atomic_load(&coru__rt.start_engine_failed) && coru__engine_auto_uring()) {
+        o.io = CORU_IO_EPOLL;
+        return coru_run(fn, arg, &o);
+    }
     return rc;
 }
