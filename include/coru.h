@@ -582,7 +582,10 @@ CORU_API int coru_local_port(int fd);
  * arms it again. On epoll (and without multishot) the accept itself
  * returns -EMFILE. Either way the connection waits in the kernel's
  * backlog and the listener stays usable: back off (sleep, close idle
- * connections) and call again; nothing is lost. */
+ * connections) and call again; nothing is lost. (One exception, out of
+ * memory: a connection the multishot accepted ahead that finds no memory
+ * to be queued in is closed, its client sees a reset, and stderr says
+ * "coru: out of memory queueing an accepted connection: closed it".) */
 CORU_API int coru_tcp_accept(int lfd, struct sockaddr *peer, unsigned *peerlen);
 CORU_API int coru_tcp_accept_dl(int lfd, struct sockaddr *peer, unsigned *peerlen, int64_t deadline);
 

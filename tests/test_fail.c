@@ -306,6 +306,50 @@ static void step_tcp(void)
     coru_close(lfd);
 }
 
+/* ---- spawns from a plain thread: they go through the global queue,
+ * whose ring grows past 1,024 here (and, when it cannot, spills) */
+
+#define THREAD_SPAWNS 3000
+static _Atomic long ran_from_thread;
+static _Atomic int spawner_done;
+static long spawned_from_thread;
+
+static void *count_run(void *a)
+{
+    atomic_fetch_add(&ran_from_thread, 1);
+    return a;
+}
+
+static void *spawner(void *a)
+{
+    long ok = 0;
+    for (int i = 0; i < THREAD_SPAWNS; i++) {
+        int rc = coru_go(count_run, NULL, NULL);
+        if (rc == 0) ok++;
+        else ok_or("coru_go (plain thread)", rc, NOMEM);
+    }
+    spawned_from_thread = ok;
+    atomic_store(&spawner_done, 1);
+    return a;
+}
+
+static void step_thread_spawn(void)
+{
+    atomic_store(&ran_from_thread, 0);
+    atomic_store(&spawner_done, 0);
+    pthread_t t;
+    if (pthread_create(&t, NULL, spawner, NULL) != 0) {
+        bad("test thread");
+        return;
+    }
+    while (!atomic_load(&spawner_done)) coru_sleep(MS);
+    pthread_join(t, NULL);
+    int64_t end = coru_now() + 10000 * MS;
+    while (atomic_load(&ran_from_thread) < spawned_from_thread && coru_now() < end) coru_sleep(MS);
+    if (atomic_load(&ran_from_thread) != spawned_from_thread)
+        bad("%ld of %ld coroutines spawned from a plain thread ran", atomic_load(&ran_from_thread), spawned_from_thread);
+}
+
 static void *program(void *arg)
 {
     (void)arg;
@@ -314,6 +358,7 @@ static void *program(void *arg)
     step_chan(0);
     step_chan(4);
     step_select();
+    step_thread_spawn();
     step_tcp();
     return NULL;
 }
@@ -377,19 +422,21 @@ static void *million(void *arg)
     return NULL;
 }
 
-/* TEST_FAIL_CHILD="maps LIMIT FROM": vm.max_map_count played as LIMIT,
- * guard markers off (kernels before 6.13), and from guard install FROM on
+/* TEST_FAIL_CHILD="maps LIMIT FROM MARKERS": vm.max_map_count played as
+ * LIMIT, guard markers off (kernels before 6.13) unless MARKERS, and from
+ * guard install FROM on
  * (0: never) every install refused with ENOMEM, as the kernel refuses an
  * mprotect that would pass the limit; a tenth of MILLION then (what it
  * checks, one refusal and canaries after it, shows as well). */
 static void maps_child(const char *args)
 {
     unsigned long limit, from;
-    if (sscanf(args, "%lu %lu", &limit, &from) != 2) _exit(99);
+    int markers;
+    if (sscanf(args, "%lu %lu %d", &limit, &from, &markers) != 3) _exit(99);
     char lim[32];
     snprintf(lim, sizeof lim, "%lu", limit);
     setenv("CORU_TEST_MAX_MAP_COUNT", lim, 1);
-    setenv("CORU_NO_GUARD_MADVISE", "1", 1);
+    if (!markers) setenv("CORU_NO_GUARD_MADVISE", "1", 1);
     if (from) coru__fail_arm(CORU__FAIL_GUARD, from, ENOMEM, true);
     count = from ? MILLION / 10 : MILLION;
     size_t maps = 0;
@@ -407,9 +454,17 @@ static void maps_child(const char *args)
     if (maps >= limit) bad("%zu mappings at the peak, the limit is %lu", maps, limit);
 #endif
     /* Every stack past the guard budget (or past the refusals) is a canary one. */
-    size_t guarded_max = from ? from - 1 : coru__stack_guard_budget();
-    /* A refused guard page lowers the budget: no try after that one. */
-    if (from && coru__fail_failed(CORU__FAIL_GUARD) > 1) bad("%lu guard pages tried after the first refusal", coru__fail_failed(CORU__FAIL_GUARD) - 1);
+    /* (with markers: a slab of 512 per install that worked) */
+    size_t guarded_max = markers ? (from - 1) * 512 : from ? from - 1 : coru__stack_guard_budget();
+    /* A refused guard page lowers the budget: no try after that one, but
+     * for the other worker's, under way at the same moment. */
+    if (from && !markers && coru__fail_failed(CORU__FAIL_GUARD) > 2)
+        bad("%lu guard pages tried after the first refusal", coru__fail_failed(CORU__FAIL_GUARD) - 1);
+    /* With markers: the first slab refused turns them off (its three
+     * tries, on each worker at once at worst), then the fallback's guard
+     * page, refused once per worker: a bounded few, not one per stack. */
+    if (from && markers && coru__fail_failed(CORU__FAIL_GUARD) > 12)
+        bad("%lu guard installs refused: markers were not turned off", coru__fail_failed(CORU__FAIL_GUARD));
     if ((size_t)atomic_load(&canaries) + guarded_max < (size_t)count)
         bad("%ld canary stacks, expected at least %zu", atomic_load(&canaries), (size_t)count - guarded_max);
     fflush(stdout);
@@ -624,19 +679,29 @@ Test(fail, every_socket_and_accept, .timeout = 300) { sweep_engines(CORU__FAIL_S
  * the limit is 16,384 (a budget of 2,048 guarded stacks), and then the
  * kernel also refuses every guard page from the 100th on (for a tenth as
  * many). */
-static void million_under(unsigned long limit, unsigned long refuse_from)
+static void million_under(unsigned long limit, unsigned long refuse_from, bool markers)
 {
     static struct child_out out;
     char arg[64];
-    snprintf(arg, sizeof arg, "maps %lu %lu", limit, refuse_from);
+    snprintf(arg, sizeof arg, "maps %lu %lu %d", limit, refuse_from, markers);
     spawn_child(arg, &out);
     cr_assert(WIFEXITED(out.status) && WEXITSTATUS(out.status) == 0, "limit %lu, refusals from %lu: status %#x\n%s",
               limit, refuse_from, out.status, out.text);
     fprintf(stderr, "%s", out.text);
 }
 
-Test(fail, a_million_coroutines_fit_under_a_lowered_map_limit, .timeout = 300) { million_under(16384, 0); }
+Test(fail, a_million_coroutines_fit_under_a_lowered_map_limit, .timeout = 300) { million_under(16384, 0, false); }
 Test(fail, coroutines_run_on_canaries_when_the_kernel_refuses_guard_pages, .timeout = 300)
 {
-    million_under(16384, 100);
+    million_under(16384, 100, false);
+}
+
+/* With guard markers (Linux 6.13+) a refused install fails the slab it
+ * was for: the stacks then come from canary slabs (coru.h), from the
+ * fifth install on here (the probe, the two workers' alternate signal
+ * stacks and one slab of 512 came before). */
+Test(fail, coroutines_run_on_canaries_when_the_kernel_refuses_guard_markers, .timeout = 300)
+{
+    if (!coru__stack_guard_madvise()) cr_skip_test("no MADV_GUARD_INSTALL on this kernel");
+    million_under(1 << 20, 5, true);
 }

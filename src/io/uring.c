@@ -98,9 +98,19 @@ static int ring_init(struct io_uring *ring, unsigned flags, unsigned *features)
 /* Sends a MSG_RING from the probe ring to itself and reports whether the
  * message arrives and whether IOSQE_CQE_SKIP_SUCCESS hid the sender's CQE.
  * Caller: coru__uring_probe, on the ring's creating thread. */
+/* A feature probe cut short by want of a resource (err: a negative
+ * errno): the feature stays off for this run and the next run probes
+ * again (caps->partial). Any other error is the kernel's answer. */
+static void probe_cut(struct coru__uring_caps *caps, int err)
+{
+    if (err == -ENOMEM || err == -EAGAIN || err == -EBUSY || err == -EMFILE || err == -ENFILE || err == -ENOBUFS)
+        caps->partial = true;
+}
+
 static void probe_msg_ring(struct io_uring *ring, struct coru__uring_caps *caps)
 {
     struct io_uring_probe *pr = io_uring_get_probe_ring(ring);
+    if (!pr) probe_cut(caps, -ENOMEM); /* liburing's malloc, or the register call */
     bool have = pr && io_uring_opcode_supported(pr, IORING_OP_MSG_RING);
     if (pr) io_uring_free_probe(pr);
     if (!have) return;
@@ -119,7 +129,10 @@ static void probe_msg_ring(struct io_uring *ring, struct coru__uring_caps *caps)
         struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
         struct io_uring_cqe *cqe;
         int ret = io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, NULL);
-        if (ret < 0 && ret != -ETIME && ret != -EINTR) return;
+        if (ret < 0 && ret != -ETIME && ret != -EINTR) {
+            probe_cut(caps, ret);
+            return;
+        }
         unsigned head, n = 0;
         io_uring_for_each_cqe(ring, head, cqe) {
             n++;
@@ -145,7 +158,7 @@ static void probe_multishot_accept(struct io_uring *ring, struct coru__uring_cap
 {
     int lfd = coru__socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (lfd < 0) {
-        caps->partial = true;
+        probe_cut(caps, -errno);
         return;
     }
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -164,7 +177,10 @@ static void probe_multishot_accept(struct io_uring *ring, struct coru__uring_cap
         struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
         struct io_uring_cqe *cqe;
         int ret = io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, NULL);
-        if (ret < 0 && ret != -ETIME && ret != -EINTR) break;
+        if (ret < 0 && ret != -ETIME && ret != -EINTR) {
+            probe_cut(caps, ret);
+            break;
+        }
         unsigned head, n = 0;
         io_uring_for_each_cqe(ring, head, cqe) {
             n++;

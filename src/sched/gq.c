@@ -16,10 +16,14 @@
  *     cannot grow (malloc fails), what does not fit goes on the spill
  *     list, linked through co->next (free while a coroutine is runnable
  *     and in no inbox: it is in the global queue instead). gq_len counts
- *     ring and spill list; takers drain the ring first, then the list,
- *     and the next add that finds the ring empty tries to grow it again.
- *     Order across the two is only roughly FIFO; nothing waits forever,
- *     since every take moves the list forward once the ring is empty.
+ *     ring and spill list; takers drain the ring first, then the list.
+ *     A tail add that finds the ring empty tries to grow it again, for
+ *     the list and itself, and moves the list back in (one walk of cold
+ *     structs, after a failed malloc only). Order across the two is only
+ *     roughly FIFO, and a front add that finds no room ahead in the ring
+ *     goes to the front of the list, behind the ring; nothing waits
+ *     forever, since every take moves the list forward once the ring is
+ *     empty.
  *   - The ring is set up by coru_run before the workers start and freed
  *     after they have all returned (coru__gq_init, coru__gq_fini).
  */
@@ -29,12 +33,6 @@
 #include "sched/lock.h"
 #include "sched/rt.h"
 
-/* Any thread. Adds n coroutines, in order, at the tail, or
- * (front) ahead of everything queued: work that was already woken and
- * overflowed a FIFO queue must not wait behind a million spawns (timers
- * firing behind a spawner that had filled the queue woke up to 1.4 s
- * late, and the 300,000 stacks they held were alive at once instead of
- * the 80,000 due). */
 /* Caller holds gq_lock. Makes room for n more in the ring; false when
  * it cannot grow (out of memory). */
 static bool ring_reserve(size_t len, size_t n)
@@ -87,6 +85,17 @@ void coru__gq_add(struct coru_co **cos, size_t n, bool front)
     coru__lock(&coru__rt.gq_lock);
     size_t len = atomic_load_explicit(&coru__rt.gq_len, memory_order_relaxed);
     size_t ring = len - coru__rt.gq_spill_len;
+    if (coru__rt.gq_spill_len && !front && ring == 0 && ring_reserve(0, coru__rt.gq_spill_len + n)) {
+        /* Memory again: the list goes back into the ring, in order. */
+        coru__rt.gq_head = 0;
+        for (struct coru_co *co = coru__rt.gq_spill_head, *nx; co; co = nx) {
+            nx = co->next;
+            co->next = NULL;
+            coru__rt.gq_buf[ring++] = co;
+        }
+        coru__rt.gq_spill_head = coru__rt.gq_spill_tail = NULL;
+        coru__rt.gq_spill_len = 0;
+    }
     /* Behind a spill list, a tail add goes after it (FIFO). */
     if ((coru__rt.gq_spill_len && !front) || !ring_reserve(ring, n)) {
         spill(cos, n, front);

@@ -255,6 +255,7 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
     if (coru__worker_self()) return -EBUSY;
     int idle = 0;
     if (!atomic_compare_exchange_strong(&coru__rt.state, &idle, 1)) return -EBUSY;
+again:
     atomic_store(&coru__rt.start_engine_failed, false);
 
     unsigned n = o.workers ? o.workers : default_workers();
@@ -393,14 +394,15 @@ int coru_run(coru_fn fn, void *arg, const struct coru_opts *opts)
     coru__rt.w = NULL;
     pthread_mutex_unlock(&coru__rt.stats_lock);
 out_state:
-    atomic_store(&coru__rt.state, 0);
     /* CORU_IO_AUTO picked io_uring (the probe ring worked), but a worker
      * could not set up its own ring (no memory, no fd, a per-user limit
      * of rings): nothing ran, so the run starts again on epoll, as AUTO
-     * promises. */
+     * promises, still holding the runtime (state) so that no other
+     * coru_run slips in between. */
     if (rc < 0 && atomic_load(&coru__rt.start_engine_failed) && coru__engine_auto_uring()) {
         o.io = CORU_IO_EPOLL;
-        return coru_run(fn, arg, &o);
+        goto again;
     }
+    atomic_store(&coru__rt.state, 0);
     return rc;
 }

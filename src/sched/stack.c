@@ -338,6 +338,18 @@ static int alloc_global(size_t size, bool allow_guard, struct coru__stack **out)
     struct coru__stack *s = NULL;
     if (atomic_load_explicit(&guard_madv, memory_order_relaxed)) {
         (void)coru__slab_take(size, true, 1, &s);
+        /* No marked slab: the kernel refused the markers (no memory for
+         * page tables) or no slab could be mapped. A canary stack, as
+         * coru.h promises for a refused guard; if there is no memory for
+         * that either, -ENOMEM. When the canary stack could be had, the
+         * markers were the trouble: they are turned off for the process,
+         * so that later stacks take the fallback layout at once instead
+         * of paying three refused slabs each. */
+        if (!s) {
+            if (size == coru__stack_default()) (void)coru__slab_take(size, false, 1, &s);
+            if (!s) s = map_lone(size);
+            if (s) atomic_store_explicit(&guard_madv, false, memory_order_relaxed);
+        }
     } else {
         if (allow_guard && guard_reserve()) {
             s = map_guarded(size);
@@ -345,9 +357,13 @@ static int alloc_global(size_t size, bool allow_guard, struct coru__stack **out)
              * and no more guard pages are tried (see Invariants). */
             if (!s) {
                 guard_unreserve();
+                /* lowered, never raised: a CAS, so that two refusals at
+                 * once cannot leave the larger count */
                 size_t used = atomic_load_explicit(&guarded_count, memory_order_relaxed);
-                if (used < atomic_load_explicit(&guard_budget, memory_order_relaxed))
-                    atomic_store_explicit(&guard_budget, used, memory_order_relaxed);
+                size_t b = atomic_load_explicit(&guard_budget, memory_order_relaxed);
+                while (used < b && !atomic_compare_exchange_weak_explicit(&guard_budget, &b, used, memory_order_relaxed,
+                                                                          memory_order_relaxed)) {
+                }
             }
         }
         if (!s && size == coru__stack_default()) (void)coru__slab_take(size, false, 1, &s);
