@@ -143,7 +143,13 @@ struct coru_co *coru__gq_take(struct coru__worker *w, size_t most)
     size_t room = YQ_CAP - coru__deque_size(&w->yq); /* owner: exact */
     if (n > room + 1) n = room + 1; /* one is returned, the rest pushed */
     if (n > len) n = len;
-    for (size_t i = 0; i < n; i++) batch[i] = pop();
+    /* The ring's part in one pass (the hot path: no spill list), then
+     * the rest from the list. */
+    size_t ring = len - coru__rt.gq_spill_len, k = n < ring ? n : ring;
+    for (size_t i = 0; i < k; i++) batch[i] = coru__rt.gq_buf[(coru__rt.gq_head + i) % coru__rt.gq_cap];
+    if (k) coru__rt.gq_head = (coru__rt.gq_head + k) % coru__rt.gq_cap;
+    atomic_store_explicit(&coru__rt.gq_len, len - k, memory_order_relaxed);
+    for (size_t i = k; i < n; i++) batch[i] = pop();
     coru__unlock(&coru__rt.gq_lock);
     if (!n) return NULL;
     /* Into the FIFO yield queue: they waited longest, and refilling the
