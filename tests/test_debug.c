@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "coru.h"
+#include "child.h"
 #include "helpers.h"
 
 #define MS (1000 * 1000LL)
@@ -589,34 +590,9 @@ __attribute__((constructor)) static void child_scenario(void)
 /* Runs the child scenario; its stderr in buf, its wait status returned. */
 static int run_child(const char *scenario, char *buf, size_t cap)
 {
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
-    posix_spawn_file_actions_addclose(&fa, fds[0]);
     char env[64];
     snprintf(env, sizeof env, "TEST_DEBUG_CHILD=%s", scenario);
-    extern char **environ;
-    size_t ne = 0;
-    while (environ[ne]) ne++;
-    char **envp = calloc(ne + 2, sizeof *envp);
-    memcpy(envp, environ, ne * sizeof *envp);
-    envp[ne] = env;
-    char *argv[] = {"test_debug", NULL};
-    pid_t pid;
-    cr_assert_eq(posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, envp), 0);
-    free(envp);
-    posix_spawn_file_actions_destroy(&fa);
-    close(fds[1]);
-    size_t len = 0;
-    ssize_t r;
-    while (len < cap - 1 && (r = read(fds[0], buf + len, cap - 1 - len)) > 0) len += (size_t)r;
-    buf[len] = 0;
-    close(fds[0]);
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    return st;
+    return spawn_self(env, false, buf, cap);
 }
 
 Test(debug, a_two_coroutine_channel_deadlock_is_reported_and_aborts_when_asked, .timeout = 30)

@@ -40,6 +40,7 @@
 
 #include "common.h"
 #include "coru.h"
+#include "child.h"
 #include "fail.h"
 #include "helpers.h"
 #include "sched/sched.h"
@@ -531,36 +532,9 @@ struct child_out {
 
 static void spawn_child(const char *arg, struct child_out *out)
 {
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
-    posix_spawn_file_actions_addclose(&fa, fds[0]);
     char env[128];
     snprintf(env, sizeof env, "TEST_FAIL_CHILD=%s", arg);
-    extern char **environ;
-    size_t ne = 0;
-    while (environ[ne]) ne++;
-    char **envp = calloc(ne + 2, sizeof *envp);
-    cr_assert_not_null(envp);
-    memcpy(envp, environ, ne * sizeof *envp);
-    envp[ne] = env;
-    char *argv[] = {"test_fail", NULL};
-    pid_t pid;
-    cr_assert_eq(posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, envp), 0);
-    free(envp);
-    posix_spawn_file_actions_destroy(&fa);
-    close(fds[1]);
-    size_t len = 0, cap = sizeof out->text;
-    ssize_t r;
-    char sink[4096];
-    while ((r = read(fds[0], len < cap - 1 ? out->text + len : sink, len < cap - 1 ? cap - 1 - len : sizeof sink)) > 0)
-        if (len < cap - 1) len += (size_t)r;
-    out->text[len] = 0;
-    close(fds[0]);
-    cr_assert_eq(waitpid(pid, &out->status, 0), pid);
+    out->status = spawn_self(env, true, out->text, sizeof out->text);
 }
 
 static void run_child(int io, int site, unsigned long nth, int err, bool sticky, struct child_out *out)
